@@ -1,0 +1,117 @@
+"""Builds the parts and runs them: start in dependency order, stop in reverse.
+
+Every stanza from the server passes `App.dispatch`: type=error stanzas are dropped before any I/O (no
+error loops), kinds listed in `bot.stanzas` go to the bot, the rest is answered locally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import xml.etree.ElementTree as ET
+
+import aiohttp
+from aiohttp import web
+
+from component import local
+from component.bridge import Bridge
+from component.codec import Stanza
+from component.config import Config, parse_listen
+from component.metrics import Metrics
+from component.web import make_app
+from component.web import start as start_web
+from component.xmpp import Backoff, ComponentStream
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    def __init__(self, config: Config, metrics: Metrics | None = None, backoff: Backoff = Backoff()) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.backoff = backoff
+        self.web_port: int | None = None
+        self.connected = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        c = config.component
+        self.stream = ComponentStream(c.jid, c.secret, c.host, c.port, self.dispatch)
+        self.bridge: Bridge | None = None
+
+    # -- the way in --------------------------------------------------------------------------------------
+    def dispatch(self, stanza: Stanza, element: ET.Element) -> None:
+        self.metrics.stanzas_received.labels(stanza.kind).inc()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("received %s", stanza.xml)
+        if stanza.type == "error":
+            return  # never answer an error: no error loops
+        try:
+            if stanza.kind in self.config.bot.stanzas:
+                assert self.bridge is not None
+                self.bridge.submit(stanza)
+            elif stanza.kind == "presence":
+                for reply in local.answer_presence(stanza, self.config.presence.resource):
+                    self.send(reply)
+            elif stanza.kind == "iq":
+                for reply in local.answer_iq(stanza, element):
+                    self.send(reply)
+        except Exception:  # the error boundary of the local flow
+            self.metrics.internal_errors.inc()
+            log.exception("internal error while handling a %s from %s", stanza.kind, stanza.from_)
+
+    # -- the way out -------------------------------------------------------------------------------------
+    def send(self, stanza: Stanza) -> None:
+        if self.stream.send_text(stanza.xml):
+            self.metrics.stanzas_sent.labels(stanza.kind).inc()
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("sent %s", stanza.xml)
+        else:
+            self.metrics.stanzas_dropped.inc()
+            log.warning("stream down: could not send a %s to %s", stanza.kind, stanza.to)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def _stream_changed(self, up: bool) -> None:
+        self.metrics.xmpp_connected.set(1 if up else 0)
+        if up:
+            self.metrics.xmpp_connects.inc()
+            self.connected.set()
+        else:
+            self.connected.clear()
+
+    async def start(self) -> None:
+        bot = self.config.bot
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=bot.max_in_flight, limit_per_host=0),
+            timeout=aiohttp.ClientTimeout(total=None),
+            skip_auto_headers=("User-Agent",),
+            headers={"User-Agent": "xmpp-http-component"},
+        )
+        self.bridge = Bridge(bot, self.config.component.jid, self._session, self.send, self.metrics)
+        listen = parse_listen("web.listen", self.config.web.listen)
+        if listen is not None:
+            self._runner, self.web_port = await start_web(make_app(self.metrics, lambda: self.stream.up), *listen)
+            log.info("serving /metrics and /healthz on %s:%d", listen[0], self.web_port)
+        self._supervisor = asyncio.create_task(self.stream.maintain(self._stop, self.backoff, self._stream_changed))
+
+    async def stop(self) -> None:
+        """Refuse new stanzas, drain the bot requests (bounded), close the stream, the web server, the session."""
+        self.stream.pause()
+        if self.bridge is not None:
+            await self.bridge.drain(self.config.bot.timeout + 1)
+        self._stop.set()
+        if self._supervisor is not None:
+            await self._supervisor
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping")
+            await self.stop()

@@ -1,0 +1,146 @@
+"""The bot flow: each forwarded stanza is POSTed to the bot, and its reply (or an error) is sent back.
+
+Requests run concurrently up to `bot.max_in_flight`; at most `bot.max_queued` stanzas wait at once (past
+that the sender hears resource-constraint at once); replies within one conversation (sender full JID,
+component JID) leave in the order the stanzas arrived, and conversations never wait on each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from component import bot_client, codec, error_map
+from component.codec import ReplyError, Stanza
+from component.config import BotSection
+from component.error_map import XmppError
+from component.metrics import Metrics
+from component.stanza import error_xml
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[Stanza], None]
+
+
+def error_reply(original: Stanza, error: XmppError) -> Stanza:
+    """The error answer to `original`, from its recipient back to its sender."""
+    xml = error_xml(original.kind, original.from_, original.to, original.id, error)
+    return Stanza(original.kind, original.from_, original.to, "error", original.id, None, xml)
+
+
+class Bridge:
+    def __init__(
+        self, bot: BotSection, domain: str, session: aiohttp.ClientSession, send: Send, metrics: Metrics
+    ) -> None:
+        self._bot = bot
+        self._domain = domain
+        self._session = session
+        self._send = send
+        self._metrics = metrics
+        self._headers = {"Content-Type": "application/json; charset=utf-8", **bot.headers}
+        self._slots = asyncio.Semaphore(bot.max_in_flight)
+        self._tails: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._accepting = True
+
+    @property
+    def queued(self) -> int:
+        return len(self._tasks)
+
+    def submit(self, stanza: Stanza) -> None:
+        """Take a stanza for the bot; never blocks. Stanzas of type error must not reach here."""
+        if not self._accepting:
+            self._send(error_reply(stanza, error_map.SHUTTING_DOWN))
+            return
+        if len(self._tasks) >= self._bot.max_queued:
+            self._metrics.bot_requests.labels("queue_full").inc()
+            log.warning(
+                "bot queue full (%d stanzas waiting): refused a %s from %s", len(self._tasks), stanza.kind, stanza.from_
+            )
+            self._send(error_reply(stanza, error_map.QUEUE_FULL))
+            return
+        key = (stanza.from_, stanza.to)
+        previous = self._tails.get(key)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tails[key] = done
+        task = asyncio.create_task(self._run(stanza, key, previous, done))
+        self._tasks.add(task)
+        self._metrics.bot_queued.set(len(self._tasks))
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._metrics.bot_queued.set(len(self._tasks))
+
+    async def _run(
+        self, stanza: Stanza, key: tuple[str, str], previous: asyncio.Future[None] | None, done: asyncio.Future[None]
+    ) -> None:
+        try:
+            replies = await self._ask(stanza)
+            if previous is not None and not previous.done():
+                await asyncio.wait((previous,))  # wait for our turn without cancelling the predecessor
+            for reply in replies:
+                self._send(reply)
+        except Exception:  # the error boundary of the bot flow: log once, answer, keep serving
+            self._metrics.internal_errors.inc()
+            log.exception("internal error while handling a %s from %s", stanza.kind, stanza.from_)
+            self._send(error_reply(stanza, XmppError("cancel", "internal-server-error")))
+        finally:
+            done.set_result(None)
+            if self._tails.get(key) is done:
+                del self._tails[key]
+
+    async def _ask(self, stanza: Stanza) -> list[Stanza]:
+        """POST one stanza and turn the outcome into the stanzas to send."""
+        bot = self._bot
+        async with self._slots:
+            self._metrics.bot_in_flight.inc()
+            started = time.perf_counter()
+            try:
+                reply = await bot_client.post(
+                    self._session,
+                    bot.url,
+                    codec.request_json(stanza),
+                    self._headers,
+                    bot.timeout,
+                    bot.max_reply_bytes,
+                )
+            except bot_client.BotFailure as failure:
+                return self._failed(stanza, failure.outcome, failure.error, failure.reason)
+            finally:
+                self._metrics.bot_in_flight.dec()
+        self._metrics.bot_latency.observe(time.perf_counter() - started)
+        if not 200 <= reply.status < 300:
+            return self._failed(stanza, "http_error", error_map.for_status(reply.status), f"HTTP {reply.status}")
+        try:
+            replies = (
+                codec.parse_reply(stanza, self._domain, reply.content_type, reply.body) if reply.status == 200 else []
+            )
+        except ReplyError as exc:
+            return self._failed(stanza, "unusable", error_map.unusable_reply(str(exc)), str(exc))
+        if not codec.answers_iq(stanza, replies):
+            replies.append(error_reply(stanza, error_map.IQ_UNANSWERED))
+        self._metrics.bot_requests.labels("replied" if replies else "silent").inc()
+        return replies
+
+    def _failed(self, stanza: Stanza, outcome: str, error: XmppError, reason: str) -> list[Stanza]:
+        self._metrics.bot_requests.labels(outcome).inc()
+        log.warning("bot %s failed for a %s from %s: %s", self._bot.url, stanza.kind, stanza.from_, reason)
+        return [error_reply(stanza, error)]
+
+    async def drain(self, timeout: float) -> None:
+        """Refuse new stanzas, give those in flight up to `timeout` seconds, then cancel the rest."""
+        self._accepting = False
+        if not self._tasks:
+            return
+        log.info("waiting up to %g s for %d bot requests", timeout, len(self._tasks))
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("gave up on %d bot requests at shutdown", len(pending))
+            await asyncio.wait(pending)

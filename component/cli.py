@@ -1,0 +1,57 @@
+"""Command line: arguments, logging, exit codes; one asyncio.run, signals that set an Event."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from component import __version__, config
+from component.app import App
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xmpp-http-component",
+        description="An XMPP component (XEP-0114) that POSTs stanzas to an HTTP bot and sends its replies back.",
+    )
+    parser.add_argument("--config", type=Path, default=Path("config.toml"), help="TOML file (default: config.toml)")
+    parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="DEBUG also logs stanza contents (default: INFO)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+async def _serve(cfg: config.Config) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await App(cfg).run(stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        print(f"xmpp-http-component: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check_config:
+        print(f"{args.config}: ok (component {cfg.component.jid}, bot {cfg.bot.url})")
+        return 0
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # slixmpp logs every TCP close at INFO and stanza traffic at DEBUG; our own lines say what matters.
+    logging.getLogger("slixmpp").setLevel(logging.DEBUG if args.log_level == "DEBUG" else logging.WARNING)
+    asyncio.run(_serve(cfg))
+    return 0

@@ -1,0 +1,232 @@
+"""Pure: a received stanza -> the JSON POSTed to the bot; the bot's HTTP reply -> stanzas to send.
+
+The wire format is mod_component_http's (to, from, kind, stanza, body), plus type and id.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import count
+from typing import Any
+
+from slixmpp.jid import JID, InvalidJID
+
+from component.stanza import (
+    KINDS,
+    NS_COMPONENT,
+    STANZA_NAMESPACES,
+    Kind,
+    StanzaError,
+    escape_attr,
+    escape_text,
+    has_invalid_chars,
+    parse_stanza,
+    serialize,
+    split_tag,
+)
+
+JSON = "application/json"
+XMPP_XML = "application/xmpp+xml"
+REPLY_FIELDS = ("to", "from", "kind", "stanza", "body", "type", "id")
+_ids = count(1)
+
+
+class ReplyError(ValueError):
+    """A 200 reply that cannot be turned into stanzas; the message says why, for the sender and the log."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stanza:
+    """A stanza as plain values, and its XML text.
+
+    Received stanzas carry `xml` as standalone text (jabber:client); stanzas to send carry it written for the
+    component stream.
+    """
+
+    kind: Kind
+    to: str
+    from_: str
+    type: str | None
+    id: str | None
+    body: str | None
+    xml: str
+
+
+def _child_text(elem: ET.Element, name: str) -> str | None:
+    for child in elem:
+        ns, local = split_tag(child.tag)
+        if local == name and ns in STANZA_NAMESPACES:
+            return child.text or ""
+    return None
+
+
+def from_element(elem: ET.Element) -> Stanza:
+    """A received stanza (its root in a stanza namespace) as a `Stanza` with standalone XML."""
+    kind = split_tag(elem.tag)[1]
+    assert kind in KINDS, kind
+    get = elem.attrib.get
+    return Stanza(
+        kind=kind,  # type: ignore[arg-type]
+        to=get("to", ""),
+        from_=get("from", ""),
+        type=get("type"),
+        id=get("id"),
+        body=_child_text(elem, "body") if kind == "message" else None,
+        xml=serialize(elem),
+    )
+
+
+def request_json(stanza: Stanza) -> bytes:
+    """The JSON object POSTed to the bot for a received stanza."""
+    request: dict[str, str] = {"to": stanza.to, "from": stanza.from_, "kind": stanza.kind, "stanza": stanza.xml}
+    if stanza.body is not None:
+        request["body"] = stanza.body
+    if stanza.type is not None:
+        request["type"] = stanza.type
+    if stanza.id is not None:
+        request["id"] = stanza.id
+    return json.dumps(request, ensure_ascii=False).encode()
+
+
+def media_type(content_type: str | None) -> str:
+    """'Application/JSON; charset=utf-8' -> 'application/json'."""
+    return (content_type or "").partition(";")[0].strip().lower()
+
+
+def parse_reply(original: Stanza, domain: str, content_type: str | None, body: bytes) -> list[Stanza]:
+    """The stanzas a 200 reply asks to send, in order; `ReplyError` when the reply is unusable.
+
+    An empty body, JSON null and an empty array ask for nothing.
+    """
+    if not body.strip():
+        return []
+    media = media_type(content_type)
+    if media == XMPP_XML:
+        return [_raw_reply(original, domain, _decode(body))]
+    if media != JSON:
+        shown = content_type or "none"
+        raise ReplyError(f"its Content-Type is {shown!r}; expected {JSON} or {XMPP_XML}")
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        raise ReplyError("its JSON is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ReplyError("its body is not valid UTF-8") from None
+    except ValueError as exc:
+        raise ReplyError(f"it is not valid JSON ({exc})") from None
+    if value is None:
+        return []
+    items: Sequence[Any] = value if isinstance(value, list) else [value]
+    out = []
+    for index, item in enumerate(items):
+        where = f"item {index}: " if isinstance(value, list) else ""
+        if not isinstance(item, dict):
+            raise ReplyError(f"{where}expected a JSON object, got {type(item).__name__}")
+        try:
+            out.append(_object_reply(original, domain, item))
+        except ReplyError as exc:
+            raise ReplyError(f"{where}{exc}") from None
+    return out
+
+
+def _decode(body: bytes) -> str:
+    try:
+        return body.decode()
+    except UnicodeDecodeError:
+        raise ReplyError("its body is not valid UTF-8") from None
+
+
+def _string_field(obj: dict[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ReplyError(f"'{name}' must be a string, got {type(value).__name__}")
+    if has_invalid_chars(value):
+        raise ReplyError(f"'{name}' contains characters that XML does not allow")
+    return value
+
+
+def check_jid(name: str, value: str, domain: str | None = None) -> str:
+    """A valid JID (normalised); with `domain`, one of that domain only."""
+    try:
+        jid = JID(value)
+    except InvalidJID as exc:
+        raise ReplyError(f"'{name}' is not a valid JID: {value!r} ({exc})") from None
+    if not jid.domain:
+        raise ReplyError(f"'{name}' is not a valid JID: {value!r}")
+    if domain is not None and jid.domain != domain:
+        raise ReplyError(f"'{name}' must be a JID of {domain}, got {value!r}")
+    return jid.full
+
+
+def _iq_answer(original: Stanza) -> bool:
+    return original.kind == "iq" and original.type in ("get", "set")
+
+
+def _object_reply(original: Stanza, domain: str, obj: dict[str, Any]) -> Stanza:
+    fields = {name: _string_field(obj, name) for name in REPLY_FIELDS}
+    if fields["stanza"] is not None:
+        return _raw_reply(original, domain, fields["stanza"])
+    kind = fields["kind"] or "message"
+    if kind not in KINDS:
+        raise ReplyError(f"'kind' must be message, presence or iq, got {kind!r}")
+    to = check_jid("to", fields["to"] or original.from_)
+    from_ = check_jid("from", fields["from"] or original.to, domain)
+    stanza_type, stanza_id, body = fields["type"], fields["id"], fields["body"]
+    if kind == "message":
+        stanza_type = stanza_type or "chat"
+    elif kind == "iq":
+        if _iq_answer(original):
+            stanza_type = stanza_type or "result"
+            stanza_id = stanza_id or original.id
+        if stanza_type not in ("get", "set", "result", "error"):
+            raise ReplyError("an iq needs 'type' get, set, result or error")
+        stanza_id = stanza_id or f"c{next(_ids)}"
+    attrs = f'to="{escape_attr(to)}" from="{escape_attr(from_)}"'
+    if stanza_type is not None:
+        attrs += f' type="{escape_attr(stanza_type)}"'
+    if stanza_id is not None:
+        attrs += f' id="{escape_attr(stanza_id)}"'
+    if kind == "message" and body is not None:
+        xml = f"<message {attrs}><body>{escape_text(body)}</body></message>"
+    else:
+        body = None
+        xml = f"<{kind} {attrs}/>"
+    return Stanza(kind, to, from_, stanza_type, stanza_id, body, xml)  # type: ignore[arg-type]
+
+
+def _raw_reply(original: Stanza, domain: str, text: str) -> Stanza:
+    """A `stanza` reply (or an application/xmpp+xml body): checked, completed, rewritten for the stream."""
+    try:
+        elem = parse_stanza(text)
+    except StanzaError as exc:
+        raise ReplyError(f"'stanza' is unusable: {exc}") from None
+    kind: Kind = split_tag(elem.tag)[1]  # type: ignore[assignment]
+    attrib = elem.attrib
+    attrib["to"] = check_jid("to", attrib.get("to") or original.from_)
+    attrib["from"] = check_jid("from", attrib.get("from") or original.to, domain)
+    if kind == "iq" and _iq_answer(original):
+        attrib.setdefault("type", "result")
+        attrib.setdefault("id", original.id or "")
+    if kind == "iq" and (attrib.get("type") not in ("get", "set", "result", "error") or not attrib.get("id")):
+        raise ReplyError("an iq needs 'type' get, set, result or error, and an 'id'")
+    return Stanza(
+        kind=kind,
+        to=attrib["to"],
+        from_=attrib["from"],
+        type=attrib.get("type"),
+        id=attrib.get("id"),
+        body=_child_text(elem, "body") if kind == "message" else None,
+        xml=serialize(elem, NS_COMPONENT, NS_COMPONENT),
+    )
+
+
+def answers_iq(original: Stanza, replies: Sequence[Stanza]) -> bool:
+    """Whether `replies` answer `original` when it is an iq get/set (an iq must never go unanswered)."""
+    if not _iq_answer(original):
+        return True
+    return any(r.kind == "iq" and r.type in ("result", "error") and r.id == original.id for r in replies)

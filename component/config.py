@@ -1,0 +1,245 @@
+"""The TOML configuration: read with tomlkit, checked field by field, returned as frozen dataclasses.
+
+Every option is declared once below, with its default and its documentation; unknown keys, wrong types,
+bad values and missing required keys raise `ConfigError` naming the dotted key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import tomlkit
+from slixmpp.jid import JID, InvalidJID
+
+KINDS = ("message", "presence", "iq")
+SECRET_ENV = "XMPP_COMPONENT_SECRET"
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line that names the dotted key."""
+
+
+def _opt(doc: str, default: Any = MISSING, check: Callable[[str, Any], Any] | None = None) -> Any:
+    meta = {"doc": doc, "check": check}
+    if isinstance(default, (list, dict)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _domain(key: str, value: str) -> str:
+    try:
+        jid = JID(value)
+    except InvalidJID as exc:
+        raise ConfigError(f"{key}: expected a domain such as 'bot.example.com', got {value!r} ({exc})") from None
+    if jid.user or jid.resource or not jid.domain:
+        raise ConfigError(f"{key}: expected a bare domain such as 'bot.example.com', got {value!r}")
+    return jid.domain
+
+
+def _non_empty(key: str, value: str) -> str:
+    if not value:
+        raise ConfigError(f"{key}: must not be empty")
+    return value
+
+
+def _port(key: str, value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"{key}: expected a TCP port from 1 to 65535, got {value}")
+    return value
+
+
+def _positive(key: str, value: float) -> float:
+    if value <= 0:
+        raise ConfigError(f"{key}: expected a number greater than 0, got {value}")
+    return value
+
+
+def _http_url(key: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{key}: expected an http:// or https:// URL, got {value!r}")
+    return value
+
+
+def _kinds(key: str, value: list[str]) -> tuple[str, ...]:
+    for kind in value:
+        if kind not in KINDS:
+            raise ConfigError(f"{key}: expected stanza kinds among {', '.join(KINDS)}, got {kind!r}")
+    return tuple(dict.fromkeys(value))
+
+
+def _headers(key: str, value: dict[str, str]) -> dict[str, str]:
+    for name, header in value.items():
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            raise ConfigError(f"{key}.{name}: not a valid HTTP header name")
+        if "\r" in header or "\n" in header:
+            raise ConfigError(f"{key}.{name}: header values must not contain line breaks")
+    return value
+
+
+def parse_listen(key: str, value: str) -> tuple[str, int] | None:
+    """'host:port' or '[v6]:port' -> (host, port); '' -> None (off). Port 0 picks a free port."""
+    if value == "":
+        return None
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", value)
+    if not match:
+        raise ConfigError(f"{key}: expected 'host:port' (or '[::1]:port', or '' for off), got {value!r}")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if port > 65535:
+        raise ConfigError(f"{key}: port {port} is out of range")
+    return host, port
+
+
+def _listen(key: str, value: str) -> str:
+    parse_listen(key, value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentSection:
+    jid: str = _opt("the component's domain (every JID of it is served), e.g. 'bot.example.com'", check=_domain)
+    secret: str = _opt(f"the shared secret of the component port; ${SECRET_ENV} overrides it", check=_non_empty)
+    host: str = _opt("address of the XMPP server's component port", "127.0.0.1", _non_empty)
+    port: int = _opt("the XMPP server's component port", 5347, _port)
+
+
+@dataclass(frozen=True, slots=True)
+class BotSection:
+    url: str = _opt("where stanzas are POSTed as JSON", check=_http_url)
+    stanzas: tuple[str, ...] = _opt("stanza kinds forwarded to the bot: message, presence, iq", ("message",), _kinds)
+    timeout: float = _opt("seconds one bot request may take, reply included", 10.0, _positive)
+    max_in_flight: int = _opt("bot requests under way at once", 100, _positive)
+    max_queued: int = _opt(
+        "stanzas accepted but not yet answered; past it senders get resource-constraint", 1000, _positive
+    )
+    max_reply_bytes: int = _opt("largest bot reply body read, in bytes", 1048576, _positive)
+    headers: dict[str, str] = _opt("extra request headers, e.g. {Authorization = 'Bearer ...'}", {}, _headers)
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSection:
+    resource: str = _opt("resource of the always-online presence sent for bot JIDs", "default", _non_empty)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSection:
+    listen: str = _opt(
+        "address of /metrics and /healthz, 'host:port'; '' turns the server off", "127.0.0.1:9090", _listen
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    component: ComponentSection
+    bot: BotSection
+    presence: PresenceSection = field(default_factory=PresenceSection)
+    web: WebSection = field(default_factory=WebSection)
+
+
+_TYPE_NAMES: dict[str, tuple[tuple[type, ...], str]] = {
+    "str": ((str,), "a string"),
+    "int": ((int,), "an integer"),
+    "float": ((int, float), "a number"),
+    "tuple[str, ...]": ((list,), "a list of strings"),
+    "dict[str, str]": ((dict,), "a table of strings"),
+}
+
+S = TypeVar("S")
+
+
+def _type_check(key: str, annotation: str, value: Any) -> Any:
+    accepted, name = _TYPE_NAMES[annotation]
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        raise ConfigError(f"{key}: expected {name}, got {type(value).__name__} {value!r}")
+    if annotation == "tuple[str, ...]" and not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+    if annotation == "dict[str, str]":
+        for k, v in value.items():
+            if not isinstance(v, str):
+                raise ConfigError(f"{key}.{k}: expected a string, got {type(v).__name__} {v!r}")
+    if annotation == "float":
+        value = float(value)
+    return value
+
+
+def _section(cls: type[S], name: str, raw: Any, overrides: Mapping[str, Any] | None = None) -> S:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: expected a table, got {type(raw).__name__}")
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{name}.{key}: unknown key (known: {', '.join(known)})")
+    values: dict[str, Any] = {}
+    for f in known.values():
+        key = f"{name}.{f.name}"
+        if overrides and f.name in overrides:
+            value = overrides[f.name]
+        elif f.name in raw:
+            value = _type_check(key, str(f.type), raw[f.name])
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise ConfigError(f"{key}: required ({f.metadata['doc']})")
+        else:
+            continue
+        check = f.metadata.get("check")
+        values[f.name] = check(key, value) if check else value
+    return cls(**values)
+
+
+SECTIONS: dict[str, type] = {
+    "component": ComponentSection,
+    "bot": BotSection,
+    "presence": PresenceSection,
+    "web": WebSection,
+}
+
+
+def from_dict(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
+    """Check a plain (already parsed) configuration; the environment may supply the secret."""
+    env = os.environ if env is None else env
+    for key in raw:
+        if key not in SECTIONS:
+            raise ConfigError(f"{key}: unknown section (known: {', '.join(SECTIONS)})")
+    secret = env.get(SECRET_ENV)
+    built = {
+        name: _section(cls, name, raw.get(name, {}), {"secret": secret} if name == "component" and secret else None)
+        for name, cls in SECTIONS.items()
+    }
+    return Config(**built)
+
+
+def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and check a TOML file; every problem is a `ConfigError` with one line of text."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the configuration file is not UTF-8") from None
+    try:
+        raw = tomlkit.parse(text).unwrap()
+    except tomlkit.exceptions.ParseError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_dict(raw, env)
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """Every option as (dotted key, default, documentation), for --check-config and the docs."""
+    rows = []
+    for name, cls in SECTIONS.items():
+        for f in fields(cls):
+            if f.default is not MISSING:
+                default = repr(f.default)
+            elif f.default_factory is not MISSING:
+                default = repr(f.default_factory())
+            else:
+                default = "(required)"
+            rows.append((f"{name}.{f.name}", default, f.metadata["doc"]))
+    return rows

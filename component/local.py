@@ -1,0 +1,84 @@
+"""Pure: what the component answers itself, as an always-online service (presence, disco, ping, version).
+
+Used for every kind not listed in `bot.stanzas`; stanzas of type error never reach here.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from component import __version__, error_map
+from component.codec import Stanza
+from component.stanza import error_xml, escape_attr, escape_text, split_tag
+
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+NS_PING = "urn:xmpp:ping"
+NS_VERSION = "jabber:iq:version"
+FEATURES = (NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION)
+SOFTWARE = "xmpp-http-component"
+
+
+def bare(jid: str) -> str:
+    return jid.partition("/")[0]
+
+
+def _presence(to: str, from_: str, type_: str | None = None) -> Stanza:
+    type_attr = f' type="{type_}"' if type_ else ""
+    xml = f'<presence to="{escape_attr(to)}" from="{escape_attr(from_)}"{type_attr}/>'
+    return Stanza("presence", to, from_, type_, None, None, xml)
+
+
+def answer_presence(stanza: Stanza, resource: str) -> list[Stanza]:
+    """Accept subscriptions and answer probes, from the bare bot JID (RFC 6121), presence from a resource."""
+    me, them = bare(stanza.to), bare(stanza.from_)
+    online = f"{me}/{resource}"
+    if stanza.type == "probe":
+        return [_presence(stanza.from_, online)]
+    if stanza.type == "subscribe":
+        return [_presence(them, me, "subscribed"), _presence(them, online)]
+    if stanza.type == "unsubscribe":
+        return [_presence(them, me, "unsubscribed"), _presence(them, online, "unavailable")]
+    return []
+
+
+def _iq_result(stanza: Stanza, payload: str) -> Stanza:
+    xml = (
+        f'<iq type="result" to="{escape_attr(stanza.from_)}" from="{escape_attr(stanza.to)}"'
+        f' id="{escape_attr(stanza.id or "")}">{payload}</iq>'
+    )
+    return Stanza("iq", stanza.from_, stanza.to, "result", stanza.id, None, xml)
+
+
+def _iq_error(stanza: Stanza, error: error_map.XmppError) -> Stanza:
+    xml = error_xml("iq", stanza.from_, stanza.to, stanza.id, error)
+    return Stanza("iq", stanza.from_, stanza.to, "error", stanza.id, None, xml)
+
+
+def _payload(iq: ET.Element) -> ET.Element | None:
+    children = list(iq)
+    return children[0] if len(children) == 1 else None
+
+
+def answer_iq(stanza: Stanza, element: ET.Element) -> list[Stanza]:
+    """Answer disco#info, disco#items, ping and version; any other get/set gets service-unavailable."""
+    if stanza.type not in ("get", "set"):
+        return []  # results and errors addressed to us need no answer
+    payload = _payload(element)
+    ns, name = split_tag(payload.tag) if payload is not None else ("", "")
+    if stanza.type == "get" and payload is not None:
+        if (ns, name) == (NS_DISCO_INFO, "query") and not payload.get("node"):
+            if "@" in bare(stanza.to):
+                identity = '<identity category="client" type="bot" name="HTTP bot"/>'
+            else:
+                identity = f'<identity category="component" type="generic" name="{SOFTWARE}"/>'
+            features = "".join(f'<feature var="{f}"/>' for f in FEATURES)
+            return [_iq_result(stanza, f'<query xmlns="{NS_DISCO_INFO}">{identity}{features}</query>')]
+        if (ns, name) == (NS_DISCO_ITEMS, "query") and not payload.get("node"):
+            return [_iq_result(stanza, f'<query xmlns="{NS_DISCO_ITEMS}"/>')]
+        if (ns, name) == (NS_PING, "ping"):
+            return [_iq_result(stanza, "")]
+        if (ns, name) == (NS_VERSION, "query"):
+            version = f"<name>{SOFTWARE}</name><version>{escape_text(__version__)}</version>"
+            return [_iq_result(stanza, f'<query xmlns="{NS_VERSION}">{version}</query>')]
+    return [_iq_error(stanza, error_map.NOT_SUPPORTED)]

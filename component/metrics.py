@@ -1,0 +1,42 @@
+"""Every metric of the process, on a registry the caller injects (tests use a fresh one each)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Bot outcomes: a bounded set, one per row family of the error table.
+OUTCOMES = ("replied", "silent", "http_error", "timeout", "connection_error", "unusable", "queue_full")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.stanzas_received = Counter(
+            "xmpp_stanzas_received", "Stanzas received from the XMPP server, by kind", ["kind"], registry=r
+        )
+        self.stanzas_sent = Counter(
+            "xmpp_stanzas_sent", "Stanzas sent to the XMPP server, by kind", ["kind"], registry=r
+        )
+        self.stanzas_dropped = Counter(
+            "xmpp_stanzas_dropped", "Stanzas that could not be sent because the stream was down", registry=r
+        )
+        self.bot_requests = Counter("bot_requests", "Bot requests by outcome", ["outcome"], registry=r)
+        self.bot_latency = Histogram(
+            "bot_request_duration_seconds",
+            "Time from POST to a complete bot reply",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.bot_in_flight = Gauge("bot_requests_in_flight", "Bot requests under way", registry=r)
+        self.bot_queued = Gauge("bot_stanzas_queued", "Stanzas accepted for the bot and not yet answered", registry=r)
+        self.xmpp_connected = Gauge("xmpp_connected", "1 while the component stream is up", registry=r)
+        self.xmpp_connects = Counter("xmpp_connects", "Component streams established", registry=r)
+        self.internal_errors = Counter(
+            "internal_errors", "Unexpected exceptions caught at the error boundary", registry=r
+        )
+        for kind in ("message", "presence", "iq"):
+            self.stanzas_received.labels(kind)
+            self.stanzas_sent.labels(kind)
+        for outcome in OUTCOMES:
+            self.bot_requests.labels(outcome)

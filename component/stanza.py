@@ -1,0 +1,153 @@
+"""Pure XML helpers: escaping, a namespace-aware serializer, a safe one-stanza parser, error replies.
+
+Stanzas cross this process as ElementTree elements (from slixmpp's parser or ours) and leave it as text.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from typing import Literal
+
+from component.error_map import XmppError
+
+NS_CLIENT = "jabber:client"
+NS_COMPONENT = "jabber:component:accept"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+NS_XML = "http://www.w3.org/XML/1998/namespace"
+STANZA_NAMESPACES = (NS_COMPONENT, NS_CLIENT, "")
+
+Kind = Literal["message", "presence", "iq"]
+KINDS: tuple[Kind, ...] = ("message", "presence", "iq")
+
+# Characters XML 1.0 forbids; JSON can carry them ("\u0000"), and one of them on the stream would make the
+# server close it as not-well-formed.
+_INVALID_CHARS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_ATTR_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
+)
+
+
+class StanzaError(ValueError):
+    """Text that is not one acceptable stanza; the message says why."""
+
+
+def escape_text(text: str) -> str:
+    return text.translate(_TEXT_ESCAPES)
+
+
+def escape_attr(text: str) -> str:
+    return text.translate(_ATTR_ESCAPES)
+
+
+def has_invalid_chars(text: str) -> bool:
+    return _INVALID_CHARS.search(text) is not None
+
+
+def split_tag(tag: str) -> tuple[str, str]:
+    """'{ns}local' -> ('ns', 'local'); 'local' -> ('', 'local')."""
+    if tag[:1] == "{":
+        ns, _, local = tag[1:].partition("}")
+        return ns, local
+    return "", tag
+
+
+def serialize(elem: ET.Element, stanza_ns: str = NS_CLIENT, parent_ns: str | None = None) -> str:
+    """Serialize an element; the stanza namespaces (client, component, none) are written as `stanza_ns`.
+
+    With parent_ns=None the root declares its namespace, so the text stands alone (what bots receive);
+    with parent_ns=NS_COMPONENT it inherits the component stream's default namespace (what the server gets).
+    """
+    out: list[str] = []
+    _write(elem, stanza_ns, parent_ns, out, True)
+    return "".join(out)
+
+
+def _write(elem: ET.Element, stanza_ns: str, parent_ns: str | None, out: list[str], root: bool) -> None:
+    tag = elem.tag
+    if not isinstance(tag, str):  # comments and processing instructions are dropped
+        if elem.tail and not root:
+            out.append(escape_text(elem.tail))
+        return
+    ns, local = split_tag(tag)
+    if ns in STANZA_NAMESPACES:
+        ns = stanza_ns
+    out.append("<" + local)
+    if ns != parent_ns:
+        out.append(f' xmlns="{escape_attr(ns)}"')
+    prefixes = 0
+    for name, value in elem.attrib.items():
+        if name[:1] == "{":
+            attr_ns, attr_local = split_tag(name)
+            if attr_ns == NS_XML:
+                name = "xml:" + attr_local
+            else:
+                prefixes += 1
+                out.append(f' xmlns:a{prefixes}="{escape_attr(attr_ns)}"')
+                name = f"a{prefixes}:{attr_local}"
+        out.append(f' {name}="{escape_attr(value)}"')
+    if elem.text is None and len(elem) == 0:
+        out.append("/>")
+    else:
+        out.append(">")
+        if elem.text:
+            out.append(escape_text(elem.text))
+        for child in elem:
+            _write(child, stanza_ns, ns, out, False)
+        out.append(f"</{local}>")
+    if elem.tail and not root:
+        out.append(escape_text(elem.tail))
+
+
+_DTD = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+def parse_stanza(text: str) -> ET.Element:
+    """Parse text that must be exactly one message, presence or iq element.
+
+    DTDs are refused before parsing; the text is then parsed inside a wrapper element, where a DOCTYPE (hence
+    any entity declaration) would be a syntax error anyway and undefined entities are refused by expat; a
+    leading XML declaration is tolerated.
+    """
+    if has_invalid_chars(text):
+        raise StanzaError("it contains characters that XML does not allow")
+    body = text.lstrip()
+    if body.startswith("<?xml"):
+        end = body.find("?>")
+        if end < 0:
+            raise StanzaError("the XML declaration is not closed")
+        body = body[end + 2 :]
+    if _DTD.search(body):
+        raise StanzaError("a DTD or entity declaration is not allowed")
+    parser = ET.XMLParser()
+    try:
+        parser.feed(f'<w xmlns="{NS_COMPONENT}">')
+        parser.feed(body)
+        parser.feed("</w>")
+        wrapper = parser.close()
+    except ET.ParseError as exc:
+        raise StanzaError(f"it is not well-formed XML ({_parse_message(exc)})") from None
+    children = list(wrapper)
+    if len(children) != 1 or (wrapper.text or "").strip() or (children[0].tail or "").strip():
+        raise StanzaError("it must hold exactly one element")
+    elem = children[0]
+    ns, local = split_tag(elem.tag)
+    if ns not in STANZA_NAMESPACES or local not in KINDS:
+        raise StanzaError(f"<{local}> is not a message, presence or iq")
+    return elem
+
+
+def _parse_message(exc: ET.ParseError) -> str:
+    # expat counts from our wrapper; the column is close enough, the line is exact for one-line stanzas.
+    return str(exc).split(":")[0]
+
+
+def error_xml(kind: str, to: str, from_: str, stanza_id: str | None, error: XmppError) -> str:
+    """An error reply, written for the component stream (its default namespace)."""
+    id_attr = f' id="{escape_attr(stanza_id)}"' if stanza_id is not None else ""
+    text = f'<text xmlns="{NS_STANZAS}">{escape_text(error.text)}</text>' if error.text else ""
+    return (
+        f'<{kind} type="error" to="{escape_attr(to)}" from="{escape_attr(from_)}"{id_attr}>'
+        f'<error type="{error.type}"><{error.condition} xmlns="{NS_STANZAS}"/>{text}</error></{kind}>'
+    )

@@ -1,0 +1,173 @@
+"""The XMPP side: a thin slixmpp ComponentXMPP that hands every stanza over as plain values, and the
+supervisor that keeps the component stream up (reconnect with backoff; slow retries when refused)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from slixmpp import ComponentXMPP
+from slixmpp.xmlstream.xmlstream import NotConnectedError
+
+from component.codec import Stanza, from_element
+from component.stanza import KINDS, NS_CLIENT, NS_COMPONENT, split_tag
+
+log = logging.getLogger(__name__)
+
+OnStanza = Callable[[Stanza, ET.Element], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delays between connection attempts: doubling from `first` to `most`; `refused` after a refusal."""
+
+    first: float = 0.5
+    most: float = 30.0
+    refused: float = 60.0
+    handshake_timeout: float = 30.0
+
+    def after(self, failures: int) -> float:
+        return min(self.most, self.first * 2 ** max(0, failures - 1))
+
+
+class ComponentStream(ComponentXMPP):  # type: ignore[misc]
+    """Receives stanzas as ElementTree elements, before slixmpp builds stanza objects, and sends text."""
+
+    def __init__(self, jid: str, secret: str, host: str, port: int, on_stanza: OnStanza) -> None:
+        super().__init__(jid, secret, host, port)
+        self._on_stanza = on_stanza
+        self._host, self._port = host, port
+        self.up = False
+        self._attempt: asyncio.Future[str] | None = None
+        self._down: asyncio.Future[str] | None = None
+        self._last_error = ""
+        self.add_event_handler("session_start", self._on_session_start)
+        self.add_event_handler("disconnected", self._on_disconnected)
+        self.add_event_handler("connection_failed", self._on_connection_failed)
+        self.add_event_handler("stream_error", self._on_stream_error)
+
+    # -- receiving ---------------------------------------------------------------------------------------
+    def _spawn_event(self, xml: ET.Element) -> None:
+        ns, local = split_tag(xml.tag)
+        if local not in KINDS or ns not in (NS_COMPONENT, NS_CLIENT):
+            super()._spawn_event(xml)  # handshake, stream errors
+            return
+        try:
+            stanza = from_element(xml)
+        except Exception:  # never let one odd stanza break the stream
+            log.exception("could not read a stanza from the server")
+            return
+        self._on_stanza(stanza, xml)
+
+    # -- sending -----------------------------------------------------------------------------------------
+    def send_text(self, xml: str) -> bool:
+        """Write one stanza to the stream; False when the stream is down (the stanza is lost)."""
+        if not self.up:
+            return False
+        try:
+            self.send_raw(xml)
+        except NotConnectedError:
+            return False
+        return True
+
+    # -- connection events -------------------------------------------------------------------------------
+    def _settle(self, future: asyncio.Future[str] | None, value: str) -> None:
+        if future is not None and not future.done():
+            future.set_result(value)
+
+    def _on_session_start(self, _event: object) -> None:
+        self.up = True
+        self._settle(self._attempt, "up")
+
+    def _on_connection_failed(self, error: object) -> None:
+        self._last_error = str(error)
+        self._settle(self._attempt, "failed")
+
+    def _on_stream_error(self, error: object) -> None:
+        condition, text = error["condition"] or "undefined", error["text"]  # type: ignore[index]
+        self._last_error = f"stream error {condition}{': ' + text if text else ''}"
+
+    def _on_disconnected(self, reason: object) -> None:
+        self.up = False
+        if self._attempt is not None and not self._attempt.done():
+            self._settle(self._attempt, "refused")
+        self._settle(self._down, str(reason or self._last_error or "connection closed"))
+
+    # -- supervisor --------------------------------------------------------------------------------------
+    async def maintain(self, stop: asyncio.Event, backoff: Backoff, on_change: Callable[[bool], None]) -> None:
+        """Keep the component stream up until `stop` is set; each connect and disconnect is logged once."""
+        loop = asyncio.get_running_loop()
+        failures = 0
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                self._last_error = ""
+                self._attempt = loop.create_future()
+                self._down = loop.create_future()
+                self.connect(self._host, self._port)
+                await asyncio.wait(
+                    (self._attempt, stopping), timeout=backoff.handshake_timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if stop.is_set():
+                    break
+                outcome = self._attempt.result() if self._attempt.done() else "timeout"
+                if outcome == "up":
+                    failures = 0
+                    log.info("connected to %s:%d as component %s", self._host, self._port, self.boundjid.bare)
+                    on_change(True)
+                    await asyncio.wait((self._down, stopping), return_when=asyncio.FIRST_COMPLETED)
+                    on_change(False)
+                    if stop.is_set():
+                        break
+                    log.warning(
+                        "disconnected from %s:%d (%s); reconnecting", self._host, self._port, self._down.result()
+                    )
+                    delay = backoff.first
+                else:
+                    failures += 1
+                    self.cancel_connection_attempt()
+                    if outcome == "refused":
+                        delay = backoff.refused
+                        log.error(
+                            "the XMPP server at %s:%d refused component %s (%s): check component.jid and "
+                            "component.secret against the server's component configuration; retrying in %g s",
+                            self._host,
+                            self._port,
+                            self.boundjid.bare,
+                            self._last_error or "stream closed",
+                            delay,
+                        )
+                    else:
+                        if outcome == "timeout":
+                            self.abort()
+                            self._last_error = "no handshake answer"
+                        delay = backoff.after(failures)
+                        log.warning(
+                            "cannot connect to %s:%d (%s); retrying in %g s",
+                            self._host,
+                            self._port,
+                            self._last_error or outcome,
+                            delay,
+                        )
+                await asyncio.wait((stopping,), timeout=delay)
+        finally:
+            stopping.cancel()
+            self.cancel_connection_attempt()
+            await self.close()
+
+    def pause(self) -> None:
+        """Stop reading from the server (shutdown: what is not read, the server bounces)."""
+        if self.transport is not None:
+            self.transport.pause_reading()  # type: ignore[attr-defined]
+
+    async def close(self) -> None:
+        if self.transport is not None:
+            self.up = False
+            self.transport.resume_reading()  # type: ignore[attr-defined]  # to see the server's </stream>
+            try:
+                await asyncio.wait_for(self.disconnect(wait=2), 3)
+            except (TimeoutError, NotConnectedError):
+                self.abort()

@@ -1,0 +1,1 @@
+"""Shared test fixtures. This folder is on sys.path, so `import xmpp_servers` works from every test."""

@@ -1,0 +1,199 @@
+"""Real parts on loopback: a private Prosody, real aiohttp bots, the component in-process, slixmpp clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from slixmpp import ClientXMPP
+from slixmpp.stanza import Message, Presence
+
+from component.app import App
+from component.config import Config, from_dict
+from component.metrics import Metrics
+from component.xmpp import Backoff
+from xmpp_servers import XmppServer, start_prosody
+
+USERS = {"alice": "alicepw", "bob": "bobpw", "carol": "carolpw"}
+COMPONENT = "bot.localhost"
+SECRET = "s3cret"
+WAIT = 10.0
+FAST = Backoff(first=0.1, most=1.0, refused=3.0, handshake_timeout=5.0)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@pytest.fixture(scope="session")
+def prosody(tmp_path_factory: pytest.TempPathFactory) -> Iterator[XmppServer]:
+    server = start_prosody(tmp_path_factory.mktemp("prosody"), component_secret=SECRET)
+    for user, password in USERS.items():
+        server.register(user, password)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server(prosody: XmppServer) -> XmppServer:
+    """The XMPP server a test runs against (Prosody here; the ejabberd suite overrides it)."""
+    return prosody
+
+
+class Bot:
+    """A real aiohttp bot on loopback; `handler` decides each answer, `requests` keeps what was POSTed."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.handler: Handler = echo
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.headers.append(dict(request.headers))
+        self.requests.append(await request.json())
+        return await self.handler(request)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/bot"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def echo(request: web.Request) -> web.Response:
+    data = await request.json()
+    return web.json_response({"body": f"Did you say {data.get('body')}?"})
+
+
+@pytest.fixture
+async def bot() -> AsyncIterator[Bot]:
+    b = Bot()
+    await b.start()
+    yield b
+    await b.stop()
+
+
+def component_config(server: XmppServer, bot_url: str, **sections: dict[str, Any]) -> Config:
+    raw: dict[str, dict[str, Any]] = {
+        "component": {"jid": COMPONENT, "secret": SECRET, "host": "127.0.0.1", "port": server.component_port},
+        "bot": {"url": bot_url, "timeout": 5},
+        "web": {"listen": "127.0.0.1:0"},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return from_dict(raw, env={})
+
+
+StartComponent = Callable[..., Awaitable[App]]
+
+
+@pytest.fixture
+async def start_component(server: XmppServer, bot: Bot) -> AsyncIterator[StartComponent]:
+    """Start the component in this loop (`**sections` override config sections); stopped after the test."""
+    apps: list[App] = []
+
+    async def start(wait: bool = True, backoff: Backoff = FAST, **sections: dict[str, Any]) -> App:
+        app = App(component_config(server, bot.url, **sections), Metrics(), backoff)
+        apps.append(app)
+        await app.start()
+        if wait:
+            await asyncio.wait_for(app.connected.wait(), WAIT)
+        return app
+
+    yield start
+    for app in apps:
+        await app.stop()
+
+
+class Client(ClientXMPP):  # type: ignore[misc]
+    """A real XMPP user: what it receives lands in queues the test reads."""
+
+    def __init__(self, jid: str, password: str) -> None:
+        # The test server offers SASL PLAIN without TLS; slixmpp needs both allowed explicitly.
+        super().__init__(jid, password, plugin_config={"feature_mechanisms": {"unencrypted_plain": True}})
+        self.enable_plaintext = True
+        self.enable_starttls = False
+        self.enable_direct_tls = False
+        self.messages: asyncio.Queue[Message] = asyncio.Queue()
+        self.presences: asyncio.Queue[Presence] = asyncio.Queue()
+        self.register_plugin("xep_0030")
+        self.register_plugin("xep_0092")
+        self.register_plugin("xep_0199")
+        self.add_event_handler("message", self.messages.put_nowait)
+        self.add_event_handler("message_error", self.messages.put_nowait)
+        self.add_event_handler("presence", self.presences.put_nowait)
+
+    async def next_message(self, timeout: float = WAIT) -> Message:
+        return await asyncio.wait_for(self.messages.get(), timeout)
+
+    async def no_message(self, within: float = 0.5) -> None:
+        with suppress(TimeoutError):
+            msg = await asyncio.wait_for(self.messages.get(), within)
+            raise AssertionError(f"unexpected message: {msg}")
+
+    def say(self, to: str, body: str, **attrs: str) -> Message:
+        msg = self.make_message(mto=to, mbody=body, mtype=attrs.pop("mtype", "chat"))
+        for name, value in attrs.items():
+            msg[name] = value
+        msg.send()
+        return msg
+
+
+ConnectClient = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+async def connect(server: XmppServer) -> AsyncIterator[ConnectClient]:
+    """Log a user in (roster fetched and initial presence sent, as a real client does)."""
+    clients: list[Client] = []
+
+    async def connect_(user: str, resource: str = "test") -> Client:
+        client = Client(f"{user}@{server.domain}/{resource}", USERS[user])
+        clients.append(client)
+        started = asyncio.get_running_loop().create_future()
+        client.add_event_handler("session_start", lambda _e: started.done() or started.set_result(None))
+        client.add_event_handler(
+            "failed_auth", lambda _e: started.done() or started.set_exception(AssertionError("auth failed"))
+        )
+        client.connect(host="127.0.0.1", port=server.c2s_port)
+        await asyncio.wait_for(started, WAIT)
+        await client.get_roster(timeout=WAIT)
+        client.send_presence()
+        return client
+
+    yield connect_
+    for client in clients:
+        client.disconnect(wait=0.5)
+    for client in clients:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(client.disconnected, 2)
+
+
+def json_reply(obj: Any, status: int = 200, content_type: str = "application/json") -> Handler:
+    async def handler(_request: web.Request) -> web.Response:
+        return web.Response(status=status, body=json.dumps(obj).encode(), content_type=None,
+                            headers={"Content-Type": content_type})
+
+    return handler
+
+
+def metric(app: App, name: str, **labels: str) -> float:
+    value = app.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+REPO = Path(__file__).resolve().parents[2]
