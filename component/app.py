@@ -20,13 +20,13 @@ from component.config import Config, parse_listen
 from component.metrics import Metrics
 from component.web import make_app
 from component.web import start as start_web
-from component.xmpp import Backoff, ComponentStream
+from component.xmpp import DEFAULT_BACKOFF, Backoff, ComponentStream
 
 log = logging.getLogger(__name__)
 
 
 class App:
-    def __init__(self, config: Config, metrics: Metrics | None = None, backoff: Backoff = Backoff()) -> None:
+    def __init__(self, config: Config, metrics: Metrics | None = None, backoff: Backoff = DEFAULT_BACKOFF) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
         self.backoff = backoff

@@ -69,7 +69,7 @@ def from_element(elem: ET.Element) -> Stanza:
     assert kind in KINDS, kind
     get = elem.attrib.get
     return Stanza(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         to=get("to", ""),
         from_=get("from", ""),
         type=get("type"),
@@ -196,7 +196,7 @@ def _object_reply(original: Stanza, domain: str, obj: dict[str, Any]) -> Stanza:
     else:
         body = None
         xml = f"<{kind} {attrs}/>"
-    return Stanza(kind, to, from_, stanza_type, stanza_id, body, xml)  # type: ignore[arg-type]
+    return Stanza(kind, to, from_, stanza_type, stanza_id, body, xml)
 
 
 def _raw_reply(original: Stanza, domain: str, text: str) -> Stanza:

@@ -121,7 +121,10 @@ class BotSection:
         "stanzas accepted but not yet answered; past it senders get resource-constraint", 1000, _positive
     )
     max_reply_bytes: int = _opt("largest bot reply body read, in bytes", 1048576, _positive)
-    headers: dict[str, str] = _opt("extra request headers, e.g. {Authorization = 'Bearer ...'}", {}, _headers)
+    # _opt turns a dict default into a default_factory, which RUF009 cannot see.
+    headers: dict[str, str] = _opt(  # noqa: RUF009
+        "extra request headers, e.g. {Authorization = 'Bearer ...'}", {}, _headers
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,15 +162,14 @@ def _type_check(key: str, annotation: str, value: Any) -> Any:
     accepted, name = _TYPE_NAMES[annotation]
     if isinstance(value, bool) or not isinstance(value, accepted):
         raise ConfigError(f"{key}: expected {name}, got {type(value).__name__} {value!r}")
-    if annotation == "tuple[str, ...]" and not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+    checked: Any = value  # isinstance() with a tuple of types narrows to object
+    if annotation == "tuple[str, ...]" and not all(isinstance(v, str) for v in checked):
+        raise ConfigError(f"{key}: expected a list of strings, got {checked!r}")
     if annotation == "dict[str, str]":
-        for k, v in value.items():
+        for k, v in checked.items():
             if not isinstance(v, str):
                 raise ConfigError(f"{key}.{k}: expected a string, got {type(v).__name__} {v!r}")
-    if annotation == "float":
-        value = float(value)
-    return value
+    return float(checked) if annotation == "float" else checked
 
 
 def _section(cls: type[S], name: str, raw: Any, overrides: Mapping[str, Any] | None = None) -> S:
@@ -208,7 +210,7 @@ def from_dict(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> C
         if key not in SECTIONS:
             raise ConfigError(f"{key}: unknown section (known: {', '.join(SECTIONS)})")
     secret = env.get(SECRET_ENV)
-    built = {
+    built: dict[str, Any] = {
         name: _section(cls, name, raw.get(name, {}), {"secret": secret} if name == "component" and secret else None)
         for name, cls in SECTIONS.items()
     }

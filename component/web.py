@@ -31,6 +31,5 @@ async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunn
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server  # the bound socket tells the port when 0 was asked
-    bound = server.sockets[0].getsockname()[1] if server is not None else port  # type: ignore[union-attr]
+    bound: int = runner.addresses[0][1]  # the real port when 0 was asked
     return runner, bound

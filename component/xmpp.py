@@ -30,14 +30,17 @@ class Backoff:
     handshake_timeout: float = 30.0
 
     def after(self, failures: int) -> float:
-        return min(self.most, self.first * 2 ** max(0, failures - 1))
+        return float(min(self.most, self.first * 2 ** max(0, failures - 1)))
 
 
-class ComponentStream(ComponentXMPP):  # type: ignore[misc]
+DEFAULT_BACKOFF = Backoff()
+
+
+class ComponentStream(ComponentXMPP):
     """Receives stanzas as ElementTree elements, before slixmpp builds stanza objects, and sends text."""
 
     def __init__(self, jid: str, secret: str, host: str, port: int, on_stanza: OnStanza) -> None:
-        super().__init__(jid, secret, host, port)
+        super().__init__(jid, secret, host, port)  # type: ignore[no-untyped-call]
         self._on_stanza = on_stanza
         self._host, self._port = host, port
         self.up = False
@@ -161,12 +164,12 @@ class ComponentStream(ComponentXMPP):  # type: ignore[misc]
     def pause(self) -> None:
         """Stop reading from the server (shutdown: what is not read, the server bounces)."""
         if self.transport is not None:
-            self.transport.pause_reading()  # type: ignore[attr-defined]
+            self.transport.pause_reading()
 
     async def close(self) -> None:
         if self.transport is not None:
             self.up = False
-            self.transport.resume_reading()  # type: ignore[attr-defined]  # to see the server's </stream>
+            self.transport.resume_reading()  # to see the server's </stream>
             try:
                 await asyncio.wait_for(self.disconnect(wait=2), 3)
             except (TimeoutError, NotConnectedError):

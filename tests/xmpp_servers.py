@@ -16,6 +16,7 @@ used from outside the work dir.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import secrets
 import shlex
@@ -29,17 +30,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 __all__ = [
-    "XmppServer",
-    "ProsodyServer",
     "EjabberdServer",
+    "ProsodyServer",
+    "XmppServer",
     "free_port",
-    "start_prosody",
     "start_ejabberd",
+    "start_prosody",
 ]
 
 LOOPBACK = "127.0.0.1"
 _SEARCH_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
-_RUNNING: "set[XmppServer]" = set()  # strong refs: atexit must see forgotten servers
+_RUNNING: set[XmppServer] = set()  # strong refs: atexit must see forgotten servers
 
 
 def free_port() -> int:
@@ -166,8 +167,7 @@ class XmppServer:
                 raise RuntimeError(f"{self.name}: port {port} already in use")
         self._write_config()
         t0 = time.monotonic()
-        console = open(self.workdir / self.console_log_name, "ab")
-        try:
+        with open(self.workdir / self.console_log_name, "ab") as console:  # the child keeps its own descriptor
             self._proc = subprocess.Popen(
                 self._command(),
                 cwd=self.workdir,
@@ -177,23 +177,18 @@ class XmppServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group -> killpg on stop
             )
-        finally:
-            console.close()
         _RUNNING.add(self)
         deadline = t0 + timeout
         try:
             while True:
                 if self._proc.poll() is not None:
                     raise RuntimeError(
-                        f"{self.name} exited with code {self._proc.returncode} during start\n"
-                        f"{_tail(self.log_text())}"
+                        f"{self.name} exited with code {self._proc.returncode} during start\n{_tail(self.log_text())}"
                     )
                 if self._ready() and all(_port_open(p) for p in self.ports):
                     break
                 if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"{self.name} not ready after {timeout}s\n{_tail(self.log_text())}"
-                    )
+                    raise RuntimeError(f"{self.name} not ready after {timeout}s\n{_tail(self.log_text())}")
                 time.sleep(0.05)
         except BaseException:
             self.stop(5)  # never leave a half-started server behind
@@ -205,10 +200,8 @@ class XmppServer:
         proc = self._proc
         if proc is not None:
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(Exception):
                     self._graceful_stop(timeout)
-                except Exception:  # noqa: BLE001 - fall back to signals
-                    pass
                 try:
                     proc.wait(timeout)
                 except subprocess.TimeoutExpired:
@@ -244,7 +237,7 @@ class XmppServer:
                 parts.append(f"==> {path.name} <==\n{text}")
         return "\n".join(parts)
 
-    def __enter__(self) -> "XmppServer":
+    def __enter__(self) -> XmppServer:
         if not self.running:
             self.start()
         return self
@@ -458,7 +451,7 @@ class EjabberdServer(XmppServer):
             "  auto: false",
             "auth_method: [internal]",
             "auth_password_format: plain",
-            "disable_sasl_mechanisms: [\"X-OAUTH2\"]",
+            'disable_sasl_mechanisms: ["X-OAUTH2"]',
             "s2s_access: none",
             "listen:",
             f"  - port: {self.c2s_port}",
@@ -491,7 +484,7 @@ class EjabberdServer(XmppServer):
             "  local:",
             '    user_regexp: ""',
             "  loopback:",
-            "    ip: [127.0.0.0/8, \"::1/128\"]",
+            '    ip: [127.0.0.0/8, "::1/128"]',
             "access_rules:",
             "  local:",
             "    allow: local",
@@ -517,12 +510,18 @@ class EjabberdServer(XmppServer):
     def _ctl(self) -> list[str]:
         return [
             _which("ejabberdctl"),
-            "--ctl-config", str(self.ctl_config_path),
-            "--config-dir", str(self.workdir),
-            "--config", str(self.config_path),
-            "--logs", str(self.log_dir),
-            "--spool", str(self.spool_dir),
-            "--node", self.node,
+            "--ctl-config",
+            str(self.ctl_config_path),
+            "--config-dir",
+            str(self.workdir),
+            "--config",
+            str(self.config_path),
+            "--logs",
+            str(self.log_dir),
+            "--spool",
+            str(self.spool_dir),
+            "--node",
+            self.node,
         ]
 
     def _command(self) -> list[str]:
@@ -539,7 +538,7 @@ class EjabberdServer(XmppServer):
     def _graceful_stop(self, timeout: float) -> None:
         try:
             self._run([*self._ctl(), "stop"], "ejabberdctl stop", timeout=timeout)
-        except Exception:  # noqa: BLE001
+        except Exception:
             assert self._proc is not None
             self._killpg(self._proc.pid, signal.SIGTERM)  # beam handles SIGTERM as init:stop()
 
@@ -570,7 +569,5 @@ def start_ejabberd(workdir: Path, **kw: Any) -> EjabberdServer:
 def _stop_all() -> None:
     """Safety net: never leave a server of ours running after the interpreter exits."""
     for srv in list(_RUNNING):
-        try:
+        with contextlib.suppress(Exception):
             srv.stop(5)
-        except Exception:  # noqa: BLE001
-            pass

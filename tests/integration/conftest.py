@@ -13,12 +13,12 @@ import pytest
 from aiohttp import web
 from slixmpp import ClientXMPP
 from slixmpp.stanza import Message, Presence
+from xmpp_servers import XmppServer, start_prosody
 
 from component.app import App
 from component.config import Config, from_dict
 from component.metrics import Metrics
 from component.xmpp import Backoff
-from xmpp_servers import XmppServer, start_prosody
 
 USERS = {"alice": "alicepw", "bob": "bobpw", "carol": "carolpw"}
 COMPONENT = "bot.localhost"
@@ -185,8 +185,9 @@ async def connect(server: XmppServer) -> AsyncIterator[ConnectClient]:
 
 def json_reply(obj: Any, status: int = 200, content_type: str = "application/json") -> Handler:
     async def handler(_request: web.Request) -> web.Response:
-        return web.Response(status=status, body=json.dumps(obj).encode(), content_type=None,
-                            headers={"Content-Type": content_type})
+        return web.Response(
+            status=status, body=json.dumps(obj).encode(), content_type=None, headers={"Content-Type": content_type}
+        )
 
     return handler
 

@@ -28,8 +28,9 @@ async def test_echo_round_trip(bot: Bot, start_component: StartComponent, connec
     assert metric(app, "bot_requests_total", outcome="replied") == 1
 
 
-async def test_array_reply_sends_several_stanzas_in_order(bot: Bot, start_component: StartComponent,
-                                                          connect: ConnectClient) -> None:
+async def test_array_reply_sends_several_stanzas_in_order(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient
+) -> None:
     bot.handler = json_reply([{"body": "one"}, {"body": "two"}, {"body": "three"}])
     await start_component()
     alice = await connect("alice")
@@ -37,8 +38,9 @@ async def test_array_reply_sends_several_stanzas_in_order(bot: Bot, start_compon
     assert [(await alice.next_message())["body"] for _ in range(3)] == ["one", "two", "three"]
 
 
-async def test_stanza_reply_gets_to_and_from_filled_in(bot: Bot, start_component: StartComponent,
-                                                       connect: ConnectClient) -> None:
+async def test_stanza_reply_gets_to_and_from_filled_in(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient
+) -> None:
     bot.handler = json_reply({"stanza": "<message type='headline'><body>news</body></message>"})
     await start_component()
     alice = await connect("alice")
@@ -62,10 +64,16 @@ async def test_built_reply_may_come_from_another_bot_jid_and_go_to_another_user(
 @pytest.mark.parametrize(
     ("obj", "text"),
     [
-        pytest.param({"stanza": "<message from='mallory@localhost'><body>x</body></message>"},
-                     "'from' must be a JID of bot.localhost", id="stanza-from-outside-the-domain"),
-        pytest.param({"from": "alice@localhost", "body": "spoofed"}, "'from' must be a JID of bot.localhost",
-                     id="built-from-outside-the-domain"),
+        pytest.param(
+            {"stanza": "<message from='mallory@localhost'><body>x</body></message>"},
+            "'from' must be a JID of bot.localhost",
+            id="stanza-from-outside-the-domain",
+        ),
+        pytest.param(
+            {"from": "alice@localhost", "body": "spoofed"},
+            "'from' must be a JID of bot.localhost",
+            id="built-from-outside-the-domain",
+        ),
         pytest.param({"stanza": "<message><body>unclosed</message>"}, "not well-formed", id="malformed-stanza"),
         pytest.param({"body": "\u0000"}, "'body' contains characters that XML does not allow", id="nul-character"),
     ],
@@ -98,8 +106,9 @@ async def test_forbidden_or_broken_replies_get_an_error_that_says_why(
         pytest.param(b"x" * 5000, "application/json", "larger than bot.max_reply_bytes", id="over-max-reply-bytes"),
     ],
 )
-async def test_unusable_replies(bot: Bot, start_component: StartComponent, connect: ConnectClient, body: bytes,
-                                content_type: str, text: str) -> None:
+async def test_unusable_replies(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient, body: bytes, content_type: str, text: str
+) -> None:
     async def handler(_request: web.Request) -> web.Response:
         return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -122,8 +131,9 @@ async def test_unusable_replies(bot: Bot, start_component: StartComponent, conne
         pytest.param(200, b"null", id="200-json-null"),
     ],
 )
-async def test_no_reply_when_the_bot_chooses_silence(bot: Bot, start_component: StartComponent,
-                                                    connect: ConnectClient, status: int, body: bytes) -> None:
+async def test_no_reply_when_the_bot_chooses_silence(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient, status: int, body: bytes
+) -> None:
     async def handler(_request: web.Request) -> web.Response:
         return web.Response(status=status, body=body or None, headers={"Content-Type": "application/json"})
 
@@ -153,8 +163,9 @@ ERROR_TABLE = [
 ]
 
 
-async def test_http_errors_become_xmpp_errors(bot: Bot, start_component: StartComponent,
-                                             connect: ConnectClient) -> None:
+async def test_http_errors_become_xmpp_errors(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient
+) -> None:
     async def handler(request: web.Request) -> web.Response:
         status = int((await request.json())["body"])
         return web.Response(status=status, headers={"Location": "/elsewhere"} if status == 302 else None)
@@ -198,8 +209,9 @@ async def test_our_own_timeout(bot: Bot, start_component: StartComponent, connec
     assert metric(app, "bot_requests_total", outcome="timeout") == 1
 
 
-async def test_error_stanzas_are_neither_posted_nor_answered(bot: Bot, start_component: StartComponent,
-                                                            connect: ConnectClient) -> None:
+async def test_error_stanzas_are_neither_posted_nor_answered(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient
+) -> None:
     await start_component()
     alice = await connect("alice")
     alice.say(f"echo@{COMPONENT}", "bounced", mtype="error")
@@ -208,8 +220,9 @@ async def test_error_stanzas_are_neither_posted_nor_answered(bot: Bot, start_com
     assert [r["body"] for r in bot.requests] == ["after"]
 
 
-async def test_iq_to_the_bot_gets_the_request_id_and_type_result(bot: Bot, start_component: StartComponent,
-                                                                connect: ConnectClient) -> None:
+async def test_iq_to_the_bot_gets_the_request_id_and_type_result(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient
+) -> None:
     bot.handler = json_reply({"kind": "iq"})
     await start_component(bot={"stanzas": ["message", "iq"]})
     alice = await connect("alice")
@@ -219,8 +232,9 @@ async def test_iq_to_the_bot_gets_the_request_id_and_type_result(bot: Bot, start
     assert bot.requests[0]["kind"] == "iq" and bot.requests[0]["id"] == iq["id"]
 
 
-async def test_iq_the_bot_does_not_answer_still_gets_an_answer(bot: Bot, start_component: StartComponent,
-                                                              connect: ConnectClient) -> None:
+async def test_iq_the_bot_does_not_answer_still_gets_an_answer(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient
+) -> None:
     bot.handler = json_reply(None)
     await start_component(bot={"stanzas": ["message", "iq"]})
     alice = await connect("alice")

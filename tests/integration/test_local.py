@@ -45,8 +45,9 @@ async def test_subscribe_probe_unsubscribe(bot: Bot, start_component: StartCompo
     assert bot.requests == []  # presence stays local by default
 
 
-async def test_presence_goes_to_the_bot_when_listed(bot: Bot, start_component: StartComponent,
-                                                    connect: ConnectClient) -> None:
+async def test_presence_goes_to_the_bot_when_listed(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient
+) -> None:
     await start_component(bot={"stanzas": ["message", "presence"]})
     alice = await connect("alice")
     alice.send_presence(pto=ECHO, ptype="subscribe")
@@ -59,11 +60,14 @@ async def test_presence_goes_to_the_bot_when_listed(bot: Bot, start_component: S
 
 @pytest.mark.parametrize(
     ("jid", "identity"),
-    [pytest.param(COMPONENT, ("component", "generic"), id="the-domain"),
-     pytest.param(ECHO, ("client", "bot"), id="a-bot-jid")],
+    [
+        pytest.param(COMPONENT, ("component", "generic"), id="the-domain"),
+        pytest.param(ECHO, ("client", "bot"), id="a-bot-jid"),
+    ],
 )
-async def test_disco_info(bot: Bot, start_component: StartComponent, connect: ConnectClient, jid: str,
-                          identity: tuple[str, str]) -> None:
+async def test_disco_info(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient, jid: str, identity: tuple[str, str]
+) -> None:
     await start_component()
     alice = await connect("alice")
     info = await alice.plugin["xep_0030"].get_info(jid=jid, timeout=WAIT)
@@ -80,8 +84,9 @@ async def test_ping_and_version(bot: Bot, start_component: StartComponent, conne
     assert version["software_version"]["name"] == "xmpp-http-component"
 
 
-async def test_other_iqs_get_service_unavailable(bot: Bot, start_component: StartComponent,
-                                                 connect: ConnectClient) -> None:
+async def test_other_iqs_get_service_unavailable(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient
+) -> None:
     await start_component()
     alice = await connect("alice")
     for iq_type in ("get", "set"):
@@ -89,12 +94,15 @@ async def test_other_iqs_get_service_unavailable(bot: Bot, start_component: Star
         iq["type"] = iq_type
         with pytest.raises(IqError) as info:
             await iq.send(timeout=WAIT)
-        assert (info.value.iq["error"]["type"], info.value.iq["error"]["condition"]) == ("cancel",
-                                                                                        "service-unavailable")
+        assert (info.value.iq["error"]["type"], info.value.iq["error"]["condition"]) == (
+            "cancel",
+            "service-unavailable",
+        )
 
 
-async def test_iq_goes_to_the_bot_when_listed(bot: Bot, start_component: StartComponent,
-                                              connect: ConnectClient) -> None:
+async def test_iq_goes_to_the_bot_when_listed(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient
+) -> None:
     await start_component(bot={"stanzas": ["message", "iq"]})
     alice = await connect("alice")
     with pytest.raises(IqError):  # the echo bot answers with a message, so the component answers the iq itself

@@ -26,8 +26,9 @@ async def test_replies_keep_arrival_order_when_the_bot_answers_out_of_order(
     assert [(await alice.next_message())["body"] for _ in range(n)] == [str(i) for i in range(n)]
 
 
-async def test_conversations_never_wait_on_each_other(bot: Bot, start_component: StartComponent,
-                                                      connect: ConnectClient) -> None:
+async def test_conversations_never_wait_on_each_other(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient
+) -> None:
     release = asyncio.Event()
 
     async def handler(request: web.Request) -> web.Response:
@@ -47,8 +48,9 @@ async def test_conversations_never_wait_on_each_other(bot: Bot, start_component:
     assert (await alice.next_message())["body"] == "held"
 
 
-async def test_max_in_flight_bounds_concurrency(bot: Bot, start_component: StartComponent,
-                                                connect: ConnectClient) -> None:
+async def test_max_in_flight_bounds_concurrency(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient
+) -> None:
     release = asyncio.Event()
     running = 0
     peak = 0
@@ -79,8 +81,9 @@ async def test_max_in_flight_bounds_concurrency(bot: Bot, start_component: Start
     assert peak == 2
 
 
-async def test_a_full_queue_answers_resource_constraint_at_once(bot: Bot, start_component: StartComponent,
-                                                                 connect: ConnectClient) -> None:
+async def test_a_full_queue_answers_resource_constraint_at_once(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient
+) -> None:
     release = asyncio.Event()
 
     async def handler(request: web.Request) -> web.Response:

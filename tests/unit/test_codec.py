@@ -11,8 +11,9 @@ from component.codec import ReplyError, Stanza, answers_iq, from_element, parse_
 from component.stanza import NS_COMPONENT
 
 DOMAIN = "bot.localhost"
-MSG = Stanza("message", "echo@bot.localhost", "alice@localhost/phone", "chat", "m1", "hello",
-             '<message xmlns="jabber:client"/>')
+MSG = Stanza(
+    "message", "echo@bot.localhost", "alice@localhost/phone", "chat", "m1", "hello", '<message xmlns="jabber:client"/>'
+)
 IQ = Stanza("iq", "echo@bot.localhost", "alice@localhost/phone", "get", "q1", None, '<iq xmlns="jabber:client"/>')
 JSON = "application/json"
 
@@ -24,8 +25,13 @@ def reply(obj: object, original: Stanza = MSG, content_type: str | None = JSON) 
 
 def test_request_json_has_every_field() -> None:
     assert json.loads(request_json(MSG)) == {
-        "to": "echo@bot.localhost", "from": "alice@localhost/phone", "kind": "message",
-        "stanza": '<message xmlns="jabber:client"/>', "body": "hello", "type": "chat", "id": "m1",
+        "to": "echo@bot.localhost",
+        "from": "alice@localhost/phone",
+        "kind": "message",
+        "stanza": '<message xmlns="jabber:client"/>',
+        "body": "hello",
+        "type": "chat",
+        "id": "m1",
     }
 
 
@@ -41,7 +47,13 @@ def test_from_element_reads_a_received_message() -> None:
     )
     stanza = from_element(elem)
     assert (stanza.kind, stanza.to, stanza.from_, stanza.type, stanza.id, stanza.body) == (
-        "message", "echo@bot.localhost", "a@localhost/r", "chat", "7", "Hi & <bye>")
+        "message",
+        "echo@bot.localhost",
+        "a@localhost/r",
+        "chat",
+        "7",
+        "Hi & <bye>",
+    )
     assert stanza.xml == (
         '<message xmlns="jabber:client" to="echo@bot.localhost" from="a@localhost/r" type="chat" id="7">'
         '<body>Hi &amp; &lt;bye&gt;</body><x xmlns="urn:other">t</x></message>'
@@ -51,20 +63,37 @@ def test_from_element_reads_a_received_message() -> None:
 @pytest.mark.parametrize(
     ("obj", "expected"),
     [
-        pytest.param({"body": "hi"},
-                     '<message to="alice@localhost/phone" from="echo@bot.localhost" type="chat"><body>hi</body></message>',
-                     id="body-only-swaps-to-and-from-and-defaults-to-chat"),
-        pytest.param({"body": "a<b>&\"c\"", "type": "normal", "to": "bob@localhost", "from": "x@bot.localhost"},
-                     '<message to="bob@localhost" from="x@bot.localhost" type="normal">'
-                     '<body>a&lt;b&gt;&amp;"c"</body></message>', id="explicit-fields-and-escaping"),
-        pytest.param({}, '<message to="alice@localhost/phone" from="echo@bot.localhost" type="chat"/>',
-                     id="empty-object-is-an-empty-message-like-the-reference"),
-        pytest.param({"kind": "presence"}, '<presence to="alice@localhost/phone" from="echo@bot.localhost"/>',
-                     id="presence-without-type"),
-        pytest.param({"body": "x", "unknown": 1}, '<message to="alice@localhost/phone" from="echo@bot.localhost"'
-                     ' type="chat"><body>x</body></message>', id="unknown-fields-ignored"),
-        pytest.param({"body": "x", "id": None}, '<message to="alice@localhost/phone" from="echo@bot.localhost"'
-                     ' type="chat"><body>x</body></message>', id="null-is-absent"),
+        pytest.param(
+            {"body": "hi"},
+            '<message to="alice@localhost/phone" from="echo@bot.localhost" type="chat"><body>hi</body></message>',
+            id="body-only-swaps-to-and-from-and-defaults-to-chat",
+        ),
+        pytest.param(
+            {"body": 'a<b>&"c"', "type": "normal", "to": "bob@localhost", "from": "x@bot.localhost"},
+            '<message to="bob@localhost" from="x@bot.localhost" type="normal">'
+            '<body>a&lt;b&gt;&amp;"c"</body></message>',
+            id="explicit-fields-and-escaping",
+        ),
+        pytest.param(
+            {},
+            '<message to="alice@localhost/phone" from="echo@bot.localhost" type="chat"/>',
+            id="empty-object-is-an-empty-message-like-the-reference",
+        ),
+        pytest.param(
+            {"kind": "presence"},
+            '<presence to="alice@localhost/phone" from="echo@bot.localhost"/>',
+            id="presence-without-type",
+        ),
+        pytest.param(
+            {"body": "x", "unknown": 1},
+            '<message to="alice@localhost/phone" from="echo@bot.localhost" type="chat"><body>x</body></message>',
+            id="unknown-fields-ignored",
+        ),
+        pytest.param(
+            {"body": "x", "id": None},
+            '<message to="alice@localhost/phone" from="echo@bot.localhost" type="chat"><body>x</body></message>',
+            id="null-is-absent",
+        ),
     ],
 )
 def test_built_replies(obj: dict[str, object], expected: str) -> None:
@@ -74,8 +103,11 @@ def test_built_replies(obj: dict[str, object], expected: str) -> None:
 
 def test_array_sends_several_in_order() -> None:
     out = reply([{"body": "one"}, {"body": "two"}, {"kind": "presence", "type": "unavailable"}])
-    assert [(s.kind, s.body, s.type) for s in out] == [("message", "one", "chat"), ("message", "two", "chat"),
-                                                        ("presence", None, "unavailable")]
+    assert [(s.kind, s.body, s.type) for s in out] == [
+        ("message", "one", "chat"),
+        ("message", "two", "chat"),
+        ("presence", None, "unavailable"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -96,16 +128,23 @@ def test_json_media_type_parameters_accepted(content_type: str) -> None:
 
 def test_stanza_reply_fills_missing_to_and_from() -> None:
     [out] = reply({"stanza": "<message type='headline'><body>news</body></message>"})
-    assert out.xml == ('<message type="headline" to="alice@localhost/phone" from="echo@bot.localhost">'
-                       "<body>news</body></message>")
+    assert out.xml == (
+        '<message type="headline" to="alice@localhost/phone" from="echo@bot.localhost"><body>news</body></message>'
+    )
     assert (out.to, out.from_, out.body) == ("alice@localhost/phone", "echo@bot.localhost", "news")
 
 
 def test_stanza_reply_in_jabber_client_namespace_is_rewritten_for_the_component_stream() -> None:
-    [out] = reply({"stanza": '<?xml version="1.0"?><message xmlns="jabber:client" to="bob@localhost">'
-                             '<body>x</body><active xmlns="http://jabber.org/protocol/chatstates"/></message>'})
-    assert out.xml == ('<message to="bob@localhost" from="echo@bot.localhost"><body>x</body>'
-                       '<active xmlns="http://jabber.org/protocol/chatstates"/></message>')
+    [out] = reply(
+        {
+            "stanza": '<?xml version="1.0"?><message xmlns="jabber:client" to="bob@localhost">'
+            '<body>x</body><active xmlns="http://jabber.org/protocol/chatstates"/></message>'
+        }
+    )
+    assert out.xml == (
+        '<message to="bob@localhost" from="echo@bot.localhost"><body>x</body>'
+        '<active xmlns="http://jabber.org/protocol/chatstates"/></message>'
+    )
 
 
 def test_xmpp_xml_reply_is_one_raw_stanza() -> None:
@@ -116,14 +155,22 @@ def test_xmpp_xml_reply_is_one_raw_stanza() -> None:
 @pytest.mark.parametrize(
     ("obj", "expected"),
     [
-        pytest.param({}, '<iq to="alice@localhost/phone" from="echo@bot.localhost" type="result" id="q1"/>',
-                     id="built-iq-answer-gets-result-and-id"),
-        pytest.param({"kind": "iq", "type": "error"},
-                     '<iq to="alice@localhost/phone" from="echo@bot.localhost" type="error" id="q1"/>',
-                     id="built-iq-keeps-given-type"),
-        pytest.param({"stanza": "<iq><query xmlns='jabber:iq:version'/></iq>"},
-                     '<iq to="alice@localhost/phone" from="echo@bot.localhost" type="result" id="q1">'
-                     '<query xmlns="jabber:iq:version"/></iq>', id="stanza-iq-answer-gets-result-and-id"),
+        pytest.param(
+            {},
+            '<iq to="alice@localhost/phone" from="echo@bot.localhost" type="result" id="q1"/>',
+            id="built-iq-answer-gets-result-and-id",
+        ),
+        pytest.param(
+            {"kind": "iq", "type": "error"},
+            '<iq to="alice@localhost/phone" from="echo@bot.localhost" type="error" id="q1"/>',
+            id="built-iq-keeps-given-type",
+        ),
+        pytest.param(
+            {"stanza": "<iq><query xmlns='jabber:iq:version'/></iq>"},
+            '<iq to="alice@localhost/phone" from="echo@bot.localhost" type="result" id="q1">'
+            '<query xmlns="jabber:iq:version"/></iq>',
+            id="stanza-iq-answer-gets-result-and-id",
+        ),
     ],
 )
 def test_iq_replies_answer_the_request(obj: dict[str, object], expected: str) -> None:
@@ -160,10 +207,15 @@ def test_an_iq_left_unanswered_is_detected() -> None:
         pytest.param(b'{"stanza": "<message/><message/>"}', JSON, "exactly one element", id="two-stanzas"),
         pytest.param(b'{"stanza": "<foo/>"}', JSON, "not a message, presence or iq", id="not-a-stanza"),
         pytest.param(b'{"stanza": "<message xmlns=\'urn:x\'/>"}', JSON, "not a message", id="foreign-namespace"),
-        pytest.param(b'{"stanza": "<message from=\'x@evil.example\'/>"}', JSON, "'from' must be a JID of",
-                     id="stanza-foreign-from"),
-        pytest.param(b'{"stanza": "<!DOCTYPE m [<!ENTITY a \'aaaa\'>]><message>&a;</message>"}', JSON,
-                     "DTD or entity", id="dtd"),
+        pytest.param(
+            b'{"stanza": "<message from=\'x@evil.example\'/>"}',
+            JSON,
+            "'from' must be a JID of",
+            id="stanza-foreign-from",
+        ),
+        pytest.param(
+            b'{"stanza": "<!DOCTYPE m [<!ENTITY a \'aaaa\'>]><message>&a;</message>"}', JSON, "DTD or entity", id="dtd"
+        ),
         pytest.param(b'{"stanza": "<message>&lol9;</message>"}', JSON, "not well-formed", id="undefined-entity"),
         pytest.param(b'{"kind": "iq", "type": "chat"}', JSON, "an iq needs", id="iq-bad-type"),
         pytest.param(b'{"stanza": "<iq type=\'get\'/>"}', JSON, "an iq needs", id="stanza-iq-without-id"),

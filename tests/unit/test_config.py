@@ -43,27 +43,32 @@ def test_secret_from_the_environment() -> None:
     ("raw", "message"),
     [
         pytest.param({}, "component.jid: required", id="empty-file"),
-        pytest.param({"component": {"jid": "bot.localhost"}, "bot": {"url": "http://a/"}}, "component.secret: required",
-                     id="no-secret"),
+        pytest.param(
+            {"component": {"jid": "bot.localhost"}, "bot": {"url": "http://a/"}},
+            "component.secret: required",
+            id="no-secret",
+        ),
         pytest.param({"component": {"jid": "bot.localhost", "secret": "s"}}, "bot.url: required", id="no-url"),
         pytest.param(with_("component", jid="a@b"), "component.jid: expected a bare domain", id="jid-with-user"),
         pytest.param(with_("component", jid="bad domain"), "component.jid: expected a domain", id="jid-invalid"),
-        pytest.param(with_("component", port="5347"), "component.port: expected an integer, got str",
-                     id="port-string"),
+        pytest.param(with_("component", port="5347"), "component.port: expected an integer, got str", id="port-string"),
         pytest.param(with_("component", port=70000), "component.port: expected a TCP port", id="port-range"),
         pytest.param(with_("component", prot=5347), "component.prot: unknown key", id="unknown-key"),
         pytest.param({**MINIMAL, "bots": {}}, "bots: unknown section", id="unknown-section"),
         pytest.param(with_("bot", url="ftp://x/"), "bot.url: expected an http:// or https:// URL", id="url-scheme"),
-        pytest.param(with_("bot", stanzas=["message", "mesage"]), "bot.stanzas: expected stanza kinds",
-                     id="stanzas-typo"),
+        pytest.param(
+            with_("bot", stanzas=["message", "mesage"]), "bot.stanzas: expected stanza kinds", id="stanzas-typo"
+        ),
         pytest.param(with_("bot", stanzas="message"), "bot.stanzas: expected a list of strings", id="stanzas-string"),
         pytest.param(with_("bot", timeout=0), "bot.timeout: expected a number greater than 0", id="timeout-zero"),
         pytest.param(with_("bot", timeout=True), "bot.timeout: expected a number, got bool", id="timeout-bool"),
-        pytest.param(with_("bot", max_in_flight=0), "bot.max_in_flight: expected a number greater than 0",
-                     id="in-flight-zero"),
+        pytest.param(
+            with_("bot", max_in_flight=0), "bot.max_in_flight: expected a number greater than 0", id="in-flight-zero"
+        ),
         pytest.param(with_("bot", headers={"X-A": 1}), "bot.headers.X-A: expected a string", id="header-value"),
-        pytest.param(with_("bot", headers={"Bad Name": "x"}), "bot.headers.Bad Name: not a valid HTTP header",
-                     id="header-name"),
+        pytest.param(
+            with_("bot", headers={"Bad Name": "x"}), "bot.headers.Bad Name: not a valid HTTP header", id="header-name"
+        ),
         pytest.param(with_("web", listen="9090"), "web.listen: expected 'host:port'", id="listen-no-host"),
         pytest.param(with_("presence", resource=""), "presence.resource: must not be empty", id="empty-resource"),
         pytest.param({**MINIMAL, "bot": "http://x/"}, "bot: expected a table", id="section-not-table"),

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The demo: a private Prosody on loopback, the example echo bot, the component, and a client that says
+# "hello" and prints the bot's reply. Installs what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/python examples/demo.py
