@@ -17,17 +17,27 @@ from component import local
 from component.bridge import Bridge
 from component.codec import Stanza
 from component.config import Config, parse_listen
+from component.events import Event
 from component.metrics import Metrics
+from component.notify.pusher import Notifier
 from component.web import make_app
 from component.web import start as start_web
 from component.xmpp import DEFAULT_BACKOFF, Backoff, ComponentStream
 
 log = logging.getLogger(__name__)
+NOTIFY_FLUSH_SECONDS = 5.0
 
 
 class App:
-    def __init__(self, config: Config, metrics: Metrics | None = None, backoff: Backoff = DEFAULT_BACKOFF) -> None:
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        flush_seconds: float = NOTIFY_FLUSH_SECONDS,
+    ) -> None:
         self.config = config
+        self.flush_seconds = flush_seconds
         self.metrics = metrics or Metrics()
         self.backoff = backoff
         self.web_port: int | None = None
@@ -39,12 +49,15 @@ class App:
         c = config.component
         self.stream = ComponentStream(c.jid, c.secret, c.host, c.port, self.dispatch)
         self.bridge: Bridge | None = None
+        self.notifier = Notifier(config, self.metrics)
 
     # -- the way in --------------------------------------------------------------------------------------
     def dispatch(self, stanza: Stanza, element: ET.Element) -> None:
         self.metrics.stanzas_received.labels(stanza.kind).inc()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("received %s", stanza.xml)
+        if self.notifier.active:
+            self.notifier.emit(Event.of("in", stanza, self.config.component.jid))
         if stanza.type == "error":
             return  # never answer an error: no error loops
         try:
@@ -67,6 +80,8 @@ class App:
             self.metrics.stanzas_sent.labels(stanza.kind).inc()
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("sent %s", stanza.xml)
+            if self.notifier.active:
+                self.notifier.emit(Event.of("out", stanza, self.config.component.jid))
         else:
             self.metrics.stanzas_dropped.inc()
             log.warning("stream down: could not send a %s to %s", stanza.kind, stanza.to)
@@ -89,6 +104,7 @@ class App:
             headers={"User-Agent": "xmpp-http-component"},
         )
         self.bridge = Bridge(bot, self.config.component.jid, self._session, self.send, self.metrics)
+        self.notifier.start()
         listen = parse_listen("web.listen", self.config.web.listen)
         if listen is not None:
             self._runner, self.web_port = await start_web(make_app(self.metrics, lambda: self.stream.up), *listen)
@@ -96,10 +112,12 @@ class App:
         self._supervisor = asyncio.create_task(self.stream.maintain(self._stop, self.backoff, self._stream_changed))
 
     async def stop(self) -> None:
-        """Refuse new stanzas, drain the bot requests (bounded), close the stream, the web server, the session."""
+        """Refuse new stanzas, drain the bot requests and flush notifications (bounded), close the stream, the
+        web server, the sessions."""
         self.stream.pause()
         if self.bridge is not None:
             await self.bridge.drain(self.config.bot.timeout + 1)
+        await self.notifier.stop(self.flush_seconds)
         self._stop.set()
         if self._supervisor is not None:
             await self._supervisor

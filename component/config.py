@@ -121,10 +121,7 @@ class BotSection:
         "stanzas accepted but not yet answered; past it senders get resource-constraint", 1000, _positive
     )
     max_reply_bytes: int = _opt("largest bot reply body read, in bytes", 1048576, _positive)
-    # _opt turns a dict default into a default_factory, which RUF009 cannot see.
-    headers: dict[str, str] = _opt(  # noqa: RUF009
-        "extra request headers, e.g. {Authorization = 'Bearer ...'}", {}, _headers
-    )
+    headers: dict[str, str] = _opt("extra request headers, e.g. {Authorization = 'Bearer ...'}", {}, _headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +136,62 @@ class WebSection:
     )
 
 
+def _scope(key: str, value: str) -> str:
+    if value != "global":
+        raise ConfigError(
+            f'{key}: only "global" is meaningful here (MongooseIM\'s host_type scopes are not), got {value!r}'
+        )
+    return value
+
+
+def _callback_module(key: str, value: str) -> str:
+    from component.notify.callbacks import CallbackError, load_callbacks
+
+    try:
+        load_callbacks(value)
+    except CallbackError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConnection:
+    host: str = _opt("scheme://host:port of the HTTP service, e.g. 'http://127.0.0.1:8000'", check=_http_url)
+    path_prefix: str = _opt("path put before every handler's path", "")
+    request_timeout: int = _opt("milliseconds one notification may take", 2000, _positive)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPool:
+    """[outgoing_pools.http.NAME]: connections to one HTTP service, shared by the handlers naming it."""
+
+    connection: PoolConnection = _opt("[outgoing_pools.http.NAME.connection]: where and how long")
+    workers: int = _opt("concurrent connections to the host (kept alive)", 20, _positive)
+    scope: str = _opt("accepted for MongooseIM configs; must be 'global'", "global", _scope)
+
+
+@dataclass(frozen=True, slots=True)
+class PushHandler:
+    """[[event_pusher.http.handlers]]: turns events into HTTP notifications through one pool."""
+
+    pool_name: str = _opt("the outgoing pool to send through", "http_pool", _non_empty)
+    path: str = _opt("appended to the pool's path_prefix", "")
+    callback_module: str = _opt(
+        "importable Python module with should_make_req/prepare_headers/prepare_body",
+        "component.notify.defaults",
+        _callback_module,
+    )
+    max_queued: int = _opt("notifications waiting to be sent; past it the oldest is dropped", 1000, _positive)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     component: ComponentSection
     bot: BotSection
     presence: PresenceSection = field(default_factory=PresenceSection)
     web: WebSection = field(default_factory=WebSection)
+    pools: dict[str, HttpPool] = field(default_factory=dict)
+    handlers: tuple[PushHandler, ...] = ()
 
 
 _TYPE_NAMES: dict[str, tuple[tuple[type, ...], str]] = {
@@ -184,6 +231,8 @@ def _section(cls: type[S], name: str, raw: Any, overrides: Mapping[str, Any] | N
         key = f"{name}.{f.name}"
         if overrides and f.name in overrides:
             value = overrides[f.name]
+        elif str(f.type) in _NESTED:
+            value = _section(_NESTED[str(f.type)], key, raw.get(f.name, {}))
         elif f.name in raw:
             value = _type_check(key, str(f.type), raw[f.name])
         elif f.default is MISSING and f.default_factory is MISSING:
@@ -203,17 +252,52 @@ SECTIONS: dict[str, type] = {
 }
 
 
+_NESTED: dict[str, type] = {"PoolConnection": PoolConnection}
+NOTIFY_SECTIONS = ("outgoing_pools", "event_pusher")
+
+
+def _only(key: str, raw: Any, allowed: str, default: Any) -> Any:
+    """The one entry `allowed` of table `key` (MongooseIM nests these sections by backend: http)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{key}: expected a table, got {type(raw).__name__}")
+    for sub in raw:
+        if sub != allowed:
+            raise ConfigError(f"{key}.{sub}: unknown key (known: {allowed})")
+    return raw.get(allowed, default)
+
+
+def _notifications(raw: Mapping[str, Any]) -> tuple[dict[str, HttpPool], tuple[PushHandler, ...]]:
+    pools_table = _only("outgoing_pools", raw.get("outgoing_pools", {}), "http", {})
+    if not isinstance(pools_table, dict):
+        raise ConfigError(f"outgoing_pools.http: expected a table, got {type(pools_table).__name__}")
+    pools = {name: _section(HttpPool, f"outgoing_pools.http.{name}", body) for name, body in pools_table.items()}
+    pusher = _only("event_pusher", raw.get("event_pusher", {}), "http", {})
+    listed = _only("event_pusher.http", pusher, "handlers", [])
+    if not isinstance(listed, list):
+        raise ConfigError(f"event_pusher.http.handlers: expected a list of tables, got {type(listed).__name__}")
+    handlers = []
+    for index, body in enumerate(listed):
+        key = f"event_pusher.http.handlers[{index}]"
+        handler = _section(PushHandler, key, body)
+        if handler.pool_name not in pools:
+            known = ", ".join(pools) or "none is configured"
+            raise ConfigError(f"{key}.pool_name: no pool [outgoing_pools.http.{handler.pool_name}] (pools: {known})")
+        handlers.append(handler)
+    return pools, tuple(handlers)
+
+
 def from_dict(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
     """Check a plain (already parsed) configuration; the environment may supply the secret."""
     env = os.environ if env is None else env
     for key in raw:
-        if key not in SECTIONS:
-            raise ConfigError(f"{key}: unknown section (known: {', '.join(SECTIONS)})")
+        if key not in SECTIONS and key not in NOTIFY_SECTIONS:
+            raise ConfigError(f"{key}: unknown section (known: {', '.join((*SECTIONS, *NOTIFY_SECTIONS))})")
     secret = env.get(SECRET_ENV)
     built: dict[str, Any] = {
         name: _section(cls, name, raw.get(name, {}), {"secret": secret} if name == "component" and secret else None)
         for name, cls in SECTIONS.items()
     }
+    built["pools"], built["handlers"] = _notifications(raw)
     return Config(**built)
 
 

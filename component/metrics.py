@@ -35,6 +35,26 @@ class Metrics:
         self.internal_errors = Counter(
             "internal_errors", "Unexpected exceptions caught at the error boundary", registry=r
         )
+        # mod_event_pusher's metrics, named as MongooseIM names them; prometheus-client adds `_total` to
+        # counters in the exposition: mod_event_pusher_http_sent_count_total.
+        self.push_sent = Counter(
+            "mod_event_pusher_http_sent_count", "Notifications sent successfully", ["host_type"], registry=r
+        )
+        self.push_failed = Counter(
+            "mod_event_pusher_http_sent_failure_count",
+            "Notifications that failed: connection error, timeout, non-2xx, or a failing callback",
+            ["host_type"],
+            registry=r,
+        )
+        self.push_response_time = Histogram(
+            "mod_event_pusher_http_sent_response_time",
+            "Response time of the successful notifications, in seconds",
+            ["host_type"],
+            registry=r,
+        )
+        self.push_dropped = Counter(
+            "mod_event_pusher_http_dropped_count", "Notifications dropped from a full queue", ["host_type"], registry=r
+        )
         for kind in ("message", "presence", "iq"):
             self.stanzas_received.labels(kind)
             self.stanzas_sent.labels(kind)

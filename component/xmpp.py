@@ -167,10 +167,12 @@ class ComponentStream(ComponentXMPP):
             self.transport.pause_reading()
 
     async def close(self) -> None:
+        """Close the stream. Reading resumes, to see the server's </stream>: stanzas that arrive meanwhile are
+        still answered (with an error, the bot flow being closed by then)."""
         if self.transport is not None:
-            self.up = False
-            self.transport.resume_reading()  # to see the server's </stream>
+            self.transport.resume_reading()
             try:
                 await asyncio.wait_for(self.disconnect(wait=2), 3)
             except (TimeoutError, NotConnectedError):
                 self.abort()
+            self.up = False
