@@ -1,0 +1,196 @@
+"""The whole chain on your machine, in a few seconds: XMPP user -> Prosody -> component -> HTTP echo bot -> back.
+
+    .venv/bin/python examples/demo.py
+
+It starts a private Prosody on loopback in a temporary directory (Debian's `prosody` package must be installed),
+registers a user, starts the example echo bot (examples/echo_bot.py) and the component (`python -m component`,
+with a generated config.toml), logs the user in, sends "hello" to echo@bot.localhost and prints the reply.
+Everything is stopped and removed at the end. Exit code 0 on success, 1 on failure or after 30 seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import tempfile
+import time
+from contextlib import suppress
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from slixmpp import JID, ClientXMPP
+from slixmpp.stanza import Message
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "examples"))
+
+import echo_bot  # noqa: E402
+from xmpp_servers import XmppServer, free_port, start_prosody  # noqa: E402
+
+TIMEOUT = 30.0
+COMPONENT = "bot.localhost"
+SECRET = "demo-secret"
+USER, PASSWORD = "alice", "alicepw"
+BOT_JID = f"echo@{COMPONENT}"
+
+
+class DemoFailure(Exception):
+    """A step of the demo failed; the message says which."""
+
+
+steps: list[str] = []
+
+
+def step(text: str) -> None:
+    steps.append(text)
+    print(f"demo: {text}", flush=True)
+
+
+async def start_bot() -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(echo_bot.make_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}/"
+
+
+def write_config(path: Path, xmpp: XmppServer, bot_url: str, web_port: int) -> None:
+    path.write_text(
+        "[component]\n"
+        f'jid = "{COMPONENT}"\n'
+        f'secret = "{SECRET}"\n'
+        'host = "127.0.0.1"\n'
+        f"port = {xmpp.component_port}\n"
+        "[bot]\n"
+        f'url = "{bot_url}"\n'
+        "[web]\n"
+        f'listen = "127.0.0.1:{web_port}"\n',
+        encoding="utf-8",
+    )
+
+
+async def wait_healthy(proc: asyncio.subprocess.Process, web_port: int) -> None:
+    url = f"http://127.0.0.1:{web_port}/healthz"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
+        while True:
+            if proc.returncode is not None:
+                raise DemoFailure(f"the component exited with code {proc.returncode} before connecting")
+            with suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+
+
+class User(ClientXMPP):
+    def __init__(self, jid: str, password: str) -> None:
+        # The private Prosody has no TLS: allow SASL PLAIN over plain TCP (loopback only).
+        super().__init__(jid, password, plugin_config={"feature_mechanisms": {"unencrypted_plain": True}})
+        self.enable_plaintext = True
+        self.enable_starttls = False
+        self.enable_direct_tls = False
+        self.messages: asyncio.Queue[Message] = asyncio.Queue()
+        self.add_event_handler("message", self.messages.put_nowait)
+        self.add_event_handler("message_error", self.messages.put_nowait)
+
+
+async def chat(xmpp: XmppServer, text: str) -> str:
+    """Log the user in, send `text` to the echo bot, return the body of its answer."""
+    user = User(f"{USER}@{xmpp.domain}/demo", PASSWORD)
+    started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def settle(error: Exception | None) -> None:
+        if started.done():
+            return
+        if error is None:
+            started.set_result(None)
+        else:
+            started.set_exception(error)
+
+    user.add_event_handler("session_start", lambda _e: settle(None))
+    user.add_event_handler("failed_auth", lambda _e: settle(DemoFailure(f"{USER} could not log in")))
+    user.connect(host="127.0.0.1", port=xmpp.c2s_port)
+    try:
+        await started
+        await user.get_roster()
+        user.send_presence()
+        step(f"{USER}@{xmpp.domain} logged in; sending {text!r} to {BOT_JID}")
+        user.send_message(mto=JID(BOT_JID), mbody=text, mtype="chat")
+        reply = await user.messages.get()
+        if reply["type"] == "error":
+            raise DemoFailure(f"got an error back: {reply['error']['condition']} {reply['error']['text']}".strip())
+        return str(reply["body"])
+    finally:
+        user.disconnect(wait=0.5)
+        with suppress(TimeoutError):
+            await asyncio.wait_for(user.disconnected, 2)
+
+
+async def run(workdir: Path, xmpp: XmppServer) -> None:
+    bot_runner, bot_url = await start_bot()
+    step(f"echo bot listening on {bot_url}")
+    proc: asyncio.subprocess.Process | None = None
+    log_path = workdir / "component.log"
+    try:
+        web_port = free_port()
+        config_path = workdir / "config.toml"
+        write_config(config_path, xmpp, bot_url, web_port)
+        env = dict(os.environ)
+        env.pop("XMPP_COMPONENT_SECRET", None)  # the generated file holds the secret Prosody expects
+        with log_path.open("wb") as log:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "component", "--config", str(config_path),
+                cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+            )  # fmt: skip
+        step(f"component started (pid {proc.pid}); waiting until it is connected to Prosody")
+        await wait_healthy(proc, web_port)
+        step(f"component connected as {COMPONENT}")
+        print(await chat(xmpp, "hello"), flush=True)
+        step("stopping the component (SIGTERM)")
+        proc.send_signal(signal.SIGTERM)
+        code = await proc.wait()
+        if code != 0:
+            raise DemoFailure(f"the component exited with code {code} after SIGTERM")
+    except BaseException:
+        if log_path.exists():
+            print(f"demo: component log:\n{log_path.read_text(errors='replace')}", file=sys.stderr, flush=True)
+        raise
+    finally:
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await bot_runner.cleanup()
+
+
+def main() -> int:
+    deadline = time.monotonic() + TIMEOUT
+    with tempfile.TemporaryDirectory(prefix="xmpp-http-component-demo-") as tmp:
+        workdir = Path(tmp)
+        step("starting a private Prosody on 127.0.0.1")
+        xmpp: XmppServer | None = None
+        try:
+            xmpp = start_prosody(workdir / "prosody", component_secret=SECRET, component_domains=(COMPONENT,))
+            xmpp.register(USER, PASSWORD)
+            step(f"Prosody up: c2s on port {xmpp.c2s_port}, components on port {xmpp.component_port}")
+            asyncio.run(asyncio.wait_for(run(workdir, xmpp), max(deadline - time.monotonic(), 1)))
+        except TimeoutError:
+            print(f"demo: FAILED: timed out after {TIMEOUT:.0f} s, at: {steps[-1]}", file=sys.stderr)
+            return 1
+        except (DemoFailure, RuntimeError, OSError) as exc:
+            print(f"demo: FAILED: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if xmpp is not None:
+                step("stopping Prosody")
+                xmpp.stop()
+    step("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
