@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 import aiohttp
 from aiohttp import web
 
-from component import local
+from component import api, local
 from component.bridge import Bridge
 from component.codec import Stanza
 from component.config import Config, parse_listen
@@ -41,6 +41,9 @@ class App:
         self.metrics = metrics or Metrics()
         self.backoff = backoff
         self.web_port: int | None = None
+        self.api_port: int | None = None
+        self._api_runner: web.AppRunner | None = None
+        self._pending_iqs: dict[str, tuple[str, asyncio.Future[Stanza]]] = {}
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
@@ -58,6 +61,9 @@ class App:
             log.debug("received %s", stanza.xml)
         if self.notifier.active:
             self.notifier.emit(Event.of("in", stanza, self.config.component.jid))
+        if stanza.kind == "iq" and stanza.type in ("result", "error") and stanza.id in self._pending_iqs:
+            self._answered(stanza)
+            return
         if stanza.type == "error":
             return  # never answer an error: no error loops
         try:
@@ -86,6 +92,37 @@ class App:
             self.metrics.stanzas_dropped.inc()
             log.warning("stream down: could not send a %s to %s", stanza.kind, stanza.to)
 
+    def send_all(self, stanzas: list[Stanza]) -> bool:
+        """Send every stanza, or none when the stream is down."""
+        if not self.stream.up:
+            return False
+        for stanza in stanzas:
+            self.send(stanza)
+        return True
+
+    async def ask_iq(self, iq: Stanza, timeout: float) -> Stanza | None:
+        """Send an iq get/set and wait for its answer (None after `timeout` seconds or if it cannot be sent)."""
+        assert iq.id is not None
+        if iq.id in self._pending_iqs:
+            raise ValueError(f"an iq with id {iq.id!r} is already waiting for its answer")
+        future: asyncio.Future[Stanza] = asyncio.get_running_loop().create_future()
+        self._pending_iqs[iq.id] = (iq.to, future)
+        try:
+            if not self.send_all([iq]):
+                return None
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            del self._pending_iqs[iq.id]
+
+    def _answered(self, answer: Stanza) -> None:
+        assert answer.id is not None
+        to, future = self._pending_iqs[answer.id]
+        # Only the account asked answers a result; an error may come from its server instead.
+        if not future.done() and (answer.type == "error" or local.bare(answer.from_) == local.bare(to)):
+            future.set_result(answer)
+
     # -- lifecycle ---------------------------------------------------------------------------------------
     def _stream_changed(self, up: bool) -> None:
         self.metrics.xmpp_connected.set(1 if up else 0)
@@ -110,10 +147,17 @@ class App:
             self._runner, self.web_port = await start_web(make_app(self.metrics, lambda: self.stream.up), *listen)
             log.info("serving /metrics and /healthz on %s:%d", listen[0], self.web_port)
         self._supervisor = asyncio.create_task(self.stream.maintain(self._stop, self.backoff, self._stream_changed))
+        api_listen = parse_listen("api.listen", self.config.api.listen)
+        if api_listen is not None:
+            api_app = api.make_app(self.config, self.metrics, lambda: self.stream.up, self.send_all, self.ask_iq)
+            self._api_runner, self.api_port = await start_web(api_app, *api_listen)
+            log.info("send API on %s:%d", api_listen[0], self.api_port)
 
     async def stop(self) -> None:
         """Refuse new stanzas, drain the bot requests and flush notifications (bounded), close the stream, the
         web server, the sessions."""
+        if self._api_runner is not None:
+            await self._api_runner.cleanup()
         self.stream.pause()
         if self.bridge is not None:
             await self.bridge.drain(self.config.bot.timeout + 1)

@@ -14,11 +14,12 @@ from collections.abc import Callable
 
 import aiohttp
 
-from component import bot_client, codec, error_map
+from component import bot_client, codec, error_map, signing
 from component.codec import ReplyError, Stanza
-from component.config import BotSection
+from component.config import BotSection, decode_signing_secret
 from component.error_map import XmppError
 from component.metrics import Metrics
+from component.routes import Router
 from component.stanza import error_xml
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,10 @@ class Bridge:
         self._session = session
         self._send = send
         self._metrics = metrics
-        self._headers = {"Content-Type": "application/json; charset=utf-8", **bot.headers}
+        media = codec.XMPP_XML if bot.format == "xml" else "application/json; charset=utf-8"
+        self._headers = {"Content-Type": media, **bot.headers}
+        self._router = Router(bot)
+        self._secret = decode_signing_secret("bot.signing_secret", bot.signing_secret) if bot.signing_secret else None
         self._slots = asyncio.Semaphore(bot.max_in_flight)
         self._tails: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -97,39 +101,38 @@ class Bridge:
     async def _ask(self, stanza: Stanza) -> list[Stanza]:
         """POST one stanza and turn the outcome into the stanzas to send."""
         bot = self._bot
+        url = self._router.url_for(stanza)
+        if url is None:
+            return self._failed(stanza, "no_route", error_map.NO_ROUTE, "no bot.url and no route", url="-")
+        body = stanza.xml.encode() if bot.format == "xml" else codec.request_json(stanza)
+        headers = self._headers if self._secret is None else {**self._headers, **signing.headers(self._secret, body)}
         async with self._slots:
             self._metrics.bot_in_flight.inc()
             started = time.perf_counter()
             try:
-                reply = await bot_client.post(
-                    self._session,
-                    bot.url,
-                    codec.request_json(stanza),
-                    self._headers,
-                    bot.timeout,
-                    bot.max_reply_bytes,
-                )
+                reply = await bot_client.post(self._session, url, body, headers, bot.timeout, bot.max_reply_bytes)
             except bot_client.BotFailure as failure:
-                return self._failed(stanza, failure.outcome, failure.error, failure.reason)
+                return self._failed(stanza, failure.outcome, failure.error, failure.reason, url)
             finally:
                 self._metrics.bot_in_flight.dec()
         self._metrics.bot_latency.observe(time.perf_counter() - started)
         if not 200 <= reply.status < 300:
-            return self._failed(stanza, "http_error", error_map.for_status(reply.status), f"HTTP {reply.status}")
+            error = error_map.for_status(reply.status)
+            return self._failed(stanza, "http_error", error, f"HTTP {reply.status}", url)
         try:
             replies = (
                 codec.parse_reply(stanza, self._domain, reply.content_type, reply.body) if reply.status == 200 else []
             )
         except ReplyError as exc:
-            return self._failed(stanza, "unusable", error_map.unusable_reply(str(exc)), str(exc))
+            return self._failed(stanza, "unusable", error_map.unusable_reply(str(exc)), str(exc), url)
         if not codec.answers_iq(stanza, replies):
             replies.append(error_reply(stanza, error_map.IQ_UNANSWERED))
         self._metrics.bot_requests.labels("replied" if replies else "silent").inc()
         return replies
 
-    def _failed(self, stanza: Stanza, outcome: str, error: XmppError, reason: str) -> list[Stanza]:
+    def _failed(self, stanza: Stanza, outcome: str, error: XmppError, reason: str, url: str) -> list[Stanza]:
         self._metrics.bot_requests.labels(outcome).inc()
-        log.warning("bot %s failed for a %s from %s: %s", self._bot.url, stanza.kind, stanza.from_, reason)
+        log.warning("bot %s failed for a %s from %s to %s: %s", url, stanza.kind, stanza.from_, stanza.to, reason)
         return [error_reply(stanza, error)]
 
     async def drain(self, timeout: float) -> None:

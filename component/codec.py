@@ -9,8 +9,8 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import count
 from typing import Any
+from uuid import uuid4
 
 from slixmpp.jid import JID, InvalidJID
 
@@ -31,11 +31,17 @@ from component.stanza import (
 JSON = "application/json"
 XMPP_XML = "application/xmpp+xml"
 REPLY_FIELDS = ("to", "from", "kind", "stanza", "body", "type", "id")
-_ids = count(1)
 
 
 class ReplyError(ValueError):
-    """A 200 reply that cannot be turned into stanzas; the message says why, for the sender and the log."""
+    """A 200 reply (or a send API request) that cannot be turned into stanzas; the message says why, for the
+    sender and the log. `field` names the culprit when one does; `forbidden` marks what is refused on principle
+    (a `from` outside the domain, a DTD) rather than malformed."""
+
+    def __init__(self, message: str, field: str | None = None, forbidden: bool = False) -> None:
+        super().__init__(message)
+        self.field = field
+        self.forbidden = forbidden
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,11 @@ class Stanza:
     id: str | None
     body: str | None
     xml: str
+
+
+def new_id() -> str:
+    """An unguessable stanza id (answers to it are matched by id)."""
+    return uuid4().hex
 
 
 def _child_text(elem: ET.Element, name: str) -> str | None:
@@ -128,7 +139,7 @@ def parse_reply(original: Stanza, domain: str, content_type: str | None, body: b
         try:
             out.append(_object_reply(original, domain, item))
         except ReplyError as exc:
-            raise ReplyError(f"{where}{exc}") from None
+            raise ReplyError(f"{where}{exc}", exc.field, exc.forbidden) from None
     return out
 
 
@@ -144,22 +155,24 @@ def _string_field(obj: dict[str, Any], name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ReplyError(f"'{name}' must be a string, got {type(value).__name__}")
+        raise ReplyError(f"'{name}' must be a string, got {type(value).__name__}", name)
     if has_invalid_chars(value):
-        raise ReplyError(f"'{name}' contains characters that XML does not allow")
+        raise ReplyError(f"'{name}' contains characters that XML does not allow", name)
     return value
 
 
 def check_jid(name: str, value: str, domain: str | None = None) -> str:
     """A valid JID (normalised); with `domain`, one of that domain only."""
+    if not value:
+        raise ReplyError(f"'{name}' is required", name)
     try:
         jid = JID(value)
     except InvalidJID as exc:
-        raise ReplyError(f"'{name}' is not a valid JID: {value!r} ({exc})") from None
+        raise ReplyError(f"'{name}' is not a valid JID: {value!r} ({exc})", name) from None
     if not jid.domain:
-        raise ReplyError(f"'{name}' is not a valid JID: {value!r}")
+        raise ReplyError(f"'{name}' is not a valid JID: {value!r}", name)
     if domain is not None and jid.domain != domain:
-        raise ReplyError(f"'{name}' must be a JID of {domain}, got {value!r}")
+        raise ReplyError(f"'{name}' must be a JID of {domain}, got {value!r}", name, forbidden=True)
     return jid.full
 
 
@@ -173,7 +186,7 @@ def _object_reply(original: Stanza, domain: str, obj: dict[str, Any]) -> Stanza:
         return _raw_reply(original, domain, fields["stanza"])
     kind = fields["kind"] or "message"
     if kind not in KINDS:
-        raise ReplyError(f"'kind' must be message, presence or iq, got {kind!r}")
+        raise ReplyError(f"'kind' must be message, presence or iq, got {kind!r}", "kind")
     to = check_jid("to", fields["to"] or original.from_)
     from_ = check_jid("from", fields["from"] or original.to, domain)
     stanza_type, stanza_id, body = fields["type"], fields["id"], fields["body"]
@@ -184,8 +197,8 @@ def _object_reply(original: Stanza, domain: str, obj: dict[str, Any]) -> Stanza:
             stanza_type = stanza_type or "result"
             stanza_id = stanza_id or original.id
         if stanza_type not in ("get", "set", "result", "error"):
-            raise ReplyError("an iq needs 'type' get, set, result or error")
-        stanza_id = stanza_id or f"c{next(_ids)}"
+            raise ReplyError("an iq needs 'type' get, set, result or error", "type")
+        stanza_id = stanza_id or new_id()
     attrs = f'to="{escape_attr(to)}" from="{escape_attr(from_)}"'
     if stanza_type is not None:
         attrs += f' type="{escape_attr(stanza_type)}"'
@@ -204,7 +217,7 @@ def _raw_reply(original: Stanza, domain: str, text: str) -> Stanza:
     try:
         elem = parse_stanza(text)
     except StanzaError as exc:
-        raise ReplyError(f"'stanza' is unusable: {exc}") from None
+        raise ReplyError(f"'stanza' is unusable: {exc}", "stanza", exc.forbidden) from None
     kind: Kind = split_tag(elem.tag)[1]  # type: ignore[assignment]
     attrib = elem.attrib
     attrib["to"] = check_jid("to", attrib.get("to") or original.from_)
@@ -212,8 +225,10 @@ def _raw_reply(original: Stanza, domain: str, text: str) -> Stanza:
     if kind == "iq" and _iq_answer(original):
         attrib.setdefault("type", "result")
         attrib.setdefault("id", original.id or "")
+    if kind == "iq" and attrib.get("type") in ("get", "set") and not attrib.get("id"):
+        attrib["id"] = new_id()
     if kind == "iq" and (attrib.get("type") not in ("get", "set", "result", "error") or not attrib.get("id")):
-        raise ReplyError("an iq needs 'type' get, set, result or error, and an 'id'")
+        raise ReplyError("an iq needs 'type' get, set, result or error, and an 'id'", "stanza")
     return Stanza(
         kind=kind,
         to=attrib["to"],
@@ -230,3 +245,34 @@ def answers_iq(original: Stanza, replies: Sequence[Stanza]) -> bool:
     if not _iq_answer(original):
         return True
     return any(r.kind == "iq" and r.type in ("result", "error") and r.id == original.id for r in replies)
+
+
+def api_stanzas(domain: str, media: str, body: bytes) -> list[Stanza]:
+    """The stanzas a send API request asks for: JSON objects in the shape of a bot reply (`to` required, `from`
+    defaulting to the domain), or one raw stanza when `media` is application/xmpp+xml."""
+    origin = Stanza("message", domain, "", None, None, None, "")
+    if media == XMPP_XML:
+        return [_raw_reply(origin, domain, _decode(body))]
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        raise ReplyError("the JSON is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ReplyError("the body is not valid UTF-8") from None
+    except ValueError as exc:
+        raise ReplyError(f"the body is not valid JSON ({exc})") from None
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ReplyError("the array is empty")
+    out = []
+    for index, item in enumerate(items):
+        where = f"item {index}: " if isinstance(value, list) else ""
+        if not isinstance(item, dict):
+            raise ReplyError(f"{where}expected a JSON object, got {type(item).__name__}")
+        if item.get("stanza") is None and not item.get("to"):
+            raise ReplyError(f"{where}'to' is required", "to")
+        try:
+            out.append(_object_reply(origin, domain, item))
+        except ReplyError as exc:
+            raise ReplyError(f"{where}{exc}", exc.field, exc.forbidden) from None
+    return out

@@ -6,8 +6,11 @@ bad values and missing required keys raise `ConfigError` naming the dotted key.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -19,6 +22,9 @@ from slixmpp.jid import JID, InvalidJID
 
 KINDS = ("message", "presence", "iq")
 SECRET_ENV = "XMPP_COMPONENT_SECRET"
+SIGNING_SECRET_ENV = "XMPP_COMPONENT_SIGNING_SECRET"
+API_TOKEN_ENV = "XMPP_COMPONENT_API_TOKEN"
+URL_PLACEHOLDERS = ("local", "kind", "type")
 
 
 class ConfigError(Exception):
@@ -68,6 +74,55 @@ def _http_url(key: str, value: str) -> str:
     return value
 
 
+def _bot_url(key: str, value: str) -> str:
+    """An http(s) URL that may hold the placeholders {local}, {kind} and {type}; '' when routes cover all."""
+    if value == "":
+        return value
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc} in {value!r} (write {{{{ and }}}} for literal braces)") from None
+    for name in names:
+        if name not in URL_PLACEHOLDERS:
+            known = ", ".join("{" + p + "}" for p in URL_PLACEHOLDERS)
+            raise ConfigError(f"{key}: unknown placeholder {{{name}}} (known: {known})")
+    _http_url(key, value.format(local="x", kind="message", type="chat"))
+    return value
+
+
+def _routes(key: str, value: dict[str, str]) -> dict[str, str]:
+    routes = {}
+    for local, url in value.items():
+        if not local or "@" in local or "/" in local:
+            raise ConfigError(f"{key}.{local}: expected the local part of a bot JID, such as 'weather'")
+        routes[local.lower()] = _bot_url(f"{key}.{local}", url)
+    return routes
+
+
+def _signing_secret(key: str, value: str) -> str:
+    if value:
+        decode_signing_secret(key, value)
+    return value
+
+
+def decode_signing_secret(key: str, value: str) -> bytes:
+    """A Standard Webhooks secret: 'whsec_' + base64 -> the key bytes."""
+    encoded = value.removeprefix("whsec_")
+    try:
+        secret = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{key}: expected 'whsec_' followed by base64 (a Standard Webhooks secret)") from None
+    if len(secret) < 16:
+        raise ConfigError(f"{key}: the secret is {len(secret)} bytes; use at least 16 (24 to 64 is usual)")
+    return secret
+
+
+def _format(key: str, value: str) -> str:
+    if value not in ("json", "xml"):
+        raise ConfigError(f"{key}: expected 'json' or 'xml', got {value!r}")
+    return value
+
+
 def _kinds(key: str, value: list[str]) -> tuple[str, ...]:
     for kind in value:
         if kind not in KINDS:
@@ -113,7 +168,14 @@ class ComponentSection:
 
 @dataclass(frozen=True, slots=True)
 class BotSection:
-    url: str = _opt("where stanzas are POSTed as JSON", check=_http_url)
+    url: str = _opt("where stanzas are POSTed; may hold {local}, {kind}, {type}; optional with routes", "", _bot_url)
+    routes: dict[str, str] = _opt("local part -> URL of its own bot, overriding url for it", {}, _routes)
+    format: str = _opt("what is POSTed: 'json' (mod_component_http's format) or 'xml' (the stanza)", "json", _format)
+    signing_secret: str = _opt(
+        f"'whsec_' + base64: sign requests the Standard Webhooks way; ${SIGNING_SECRET_ENV} overrides it",
+        "",
+        _signing_secret,
+    )
     stanzas: tuple[str, ...] = _opt("stanza kinds forwarded to the bot: message, presence, iq", ("message",), _kinds)
     timeout: float = _opt("seconds one bot request may take, reply included", 10.0, _positive)
     max_in_flight: int = _opt("bot requests under way at once", 100, _positive)
@@ -122,6 +184,12 @@ class BotSection:
     )
     max_reply_bytes: int = _opt("largest bot reply body read, in bytes", 1048576, _positive)
     headers: dict[str, str] = _opt("extra request headers, e.g. {Authorization = 'Bearer ...'}", {}, _headers)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSection:
+    listen: str = _opt("address of the send API, 'host:port'; '' (the default) turns it off", "", _listen)
+    token: str = _opt(f"bearer token the send API requires; ${API_TOKEN_ENV} overrides it", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +258,7 @@ class Config:
     bot: BotSection
     presence: PresenceSection = field(default_factory=PresenceSection)
     web: WebSection = field(default_factory=WebSection)
+    api: ApiSection = field(default_factory=ApiSection)
     pools: dict[str, HttpPool] = field(default_factory=dict)
     handlers: tuple[PushHandler, ...] = ()
 
@@ -249,6 +318,7 @@ SECTIONS: dict[str, type] = {
     "bot": BotSection,
     "presence": PresenceSection,
     "web": WebSection,
+    "api": ApiSection,
 }
 
 
@@ -292,13 +362,22 @@ def from_dict(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> C
     for key in raw:
         if key not in SECTIONS and key not in NOTIFY_SECTIONS:
             raise ConfigError(f"{key}: unknown section (known: {', '.join((*SECTIONS, *NOTIFY_SECTIONS))})")
-    secret = env.get(SECRET_ENV)
-    built: dict[str, Any] = {
-        name: _section(cls, name, raw.get(name, {}), {"secret": secret} if name == "component" and secret else None)
-        for name, cls in SECTIONS.items()
+    from_env = {
+        "component": {"secret": env.get(SECRET_ENV)},
+        "bot": {"signing_secret": env.get(SIGNING_SECRET_ENV)},
+        "api": {"token": env.get(API_TOKEN_ENV)},
     }
+    built: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        overrides = {k: v for k, v in from_env.get(name, {}).items() if v}
+        built[name] = _section(cls, name, raw.get(name, {}), overrides)
     built["pools"], built["handlers"] = _notifications(raw)
-    return Config(**built)
+    config = Config(**built)
+    if not config.bot.url and not config.bot.routes:
+        raise ConfigError("bot.url: required unless [bot.routes] names every bot (where stanzas are POSTed)")
+    if config.api.listen and not config.api.token:
+        raise ConfigError(f"api.token: required when api.listen is set (or set ${API_TOKEN_ENV})")
+    return config
 
 
 def load(path: Path, env: Mapping[str, str] | None = None) -> Config:

@@ -37,6 +37,7 @@ QUEUE_FULL = XmppError("wait", "resource-constraint", "Too many stanzas are wait
 SHUTTING_DOWN = XmppError("cancel", "service-unavailable", "The component is shutting down")
 IQ_UNANSWERED = XmppError("cancel", "service-unavailable", "The bot did not answer this request")
 NOT_SUPPORTED = XmppError("cancel", "service-unavailable")
+NO_ROUTE = XmppError("cancel", "item-not-found", "No bot serves this address")
 
 
 def for_status(status: int) -> XmppError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Bot outcomes: a bounded set, one per row family of the error table.
-OUTCOMES = ("replied", "silent", "http_error", "timeout", "connection_error", "unusable", "queue_full")
+OUTCOMES = ("replied", "silent", "http_error", "timeout", "connection_error", "unusable", "queue_full", "no_route")
 
 
 class Metrics:
@@ -34,6 +34,9 @@ class Metrics:
         self.xmpp_connects = Counter("xmpp_connects", "Component streams established", registry=r)
         self.internal_errors = Counter(
             "internal_errors", "Unexpected exceptions caught at the error boundary", registry=r
+        )
+        self.api_requests = Counter(
+            "api_requests", "Send API requests by path and HTTP status", ["path", "status"], registry=r
         )
         # mod_event_pusher's metrics, named as MongooseIM names them; prometheus-client adds `_total` to
         # counters in the exposition: mod_event_pusher_http_sent_count_total.

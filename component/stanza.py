@@ -30,7 +30,12 @@ _ATTR_ESCAPES = str.maketrans(
 
 
 class StanzaError(ValueError):
-    """Text that is not one acceptable stanza; the message says why."""
+    """Text that is not one acceptable stanza; the message says why. `forbidden`: refused on principle (a
+    DTD), not for a mistake."""
+
+    def __init__(self, message: str, forbidden: bool = False) -> None:
+        super().__init__(message)
+        self.forbidden = forbidden
 
 
 def escape_text(text: str) -> str:
@@ -119,7 +124,7 @@ def parse_stanza(text: str) -> ET.Element:
             raise StanzaError("the XML declaration is not closed")
         body = body[end + 2 :]
     if _DTD.search(body):
-        raise StanzaError("a DTD or entity declaration is not allowed")
+        raise StanzaError("a DTD or entity declaration is not allowed", forbidden=True)
     parser = ET.XMLParser()
     try:
         parser.feed(f'<w xmlns="{NS_COMPONENT}">')

@@ -218,7 +218,7 @@ def test_an_iq_left_unanswered_is_detected() -> None:
         ),
         pytest.param(b'{"stanza": "<message>&lol9;</message>"}', JSON, "not well-formed", id="undefined-entity"),
         pytest.param(b'{"kind": "iq", "type": "chat"}', JSON, "an iq needs", id="iq-bad-type"),
-        pytest.param(b'{"stanza": "<iq type=\'get\'/>"}', JSON, "an iq needs", id="stanza-iq-without-id"),
+        pytest.param(b'{"stanza": "<iq type=\'result\'/>"}', JSON, "an iq needs", id="stanza-iq-result-without-id"),
         pytest.param(b"<message", "application/xmpp+xml", "not well-formed", id="xml-reply-malformed"),
     ],
 )
