@@ -46,6 +46,7 @@ class App:
         self._pending_iqs: dict[str, tuple[str, asyncio.Future[Stanza]]] = {}
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()
+        self._stopping = False
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -144,18 +145,23 @@ class App:
         self.notifier.start()
         listen = parse_listen("web.listen", self.config.web.listen)
         if listen is not None:
-            self._runner, self.web_port = await start_web(make_app(self.metrics, lambda: self.stream.up), *listen)
+            self._runner, self.web_port = await start_web(
+                make_app(self.metrics, lambda: self.stream.up), "web.listen", *listen
+            )
             log.info("serving /metrics and /healthz on %s:%d", listen[0], self.web_port)
         self._supervisor = asyncio.create_task(self.stream.maintain(self._stop, self.backoff, self._stream_changed))
         api_listen = parse_listen("api.listen", self.config.api.listen)
         if api_listen is not None:
             api_app = api.make_app(self.config, self.metrics, lambda: self.stream.up, self.send_all, self.ask_iq)
-            self._api_runner, self.api_port = await start_web(api_app, *api_listen)
+            self._api_runner, self.api_port = await start_web(api_app, "api.listen", *api_listen)
             log.info("send API on %s:%d", api_listen[0], self.api_port)
 
     async def stop(self) -> None:
         """Refuse new stanzas, drain the bot requests and flush notifications (bounded), close the stream, the
-        web server, the sessions."""
+        web server, the sessions. Safe to call twice."""
+        if self._stopping:
+            return
+        self._stopping = True
         if self._api_runner is not None:
             await self._api_runner.cleanup()
         self.stream.pause()
@@ -171,9 +177,10 @@ class App:
             await self._session.close()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.start()
+        """Start, serve until `stop` is set, stop (also after a failed start: whatever started is stopped)."""
         try:
+            await self.start()
             await stop.wait()
-        finally:
             log.info("stopping")
+        finally:
             await self.stop()

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from component import __version__, config
 from component.app import App
+from component.web import ListenError
 
 EXIT_CONFIG = 2
+EXIT_START = 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,5 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # slixmpp logs every TCP close at INFO and stanza traffic at DEBUG; our own lines say what matters.
     logging.getLogger("slixmpp").setLevel(logging.DEBUG if args.log_level == "DEBUG" else logging.WARNING)
-    asyncio.run(_serve(cfg))
+    try:
+        asyncio.run(_serve(cfg))
+    except ListenError as exc:
+        print(f"xmpp-http-component: {exc}", file=sys.stderr)
+        return EXIT_START
     return 0

@@ -6,6 +6,9 @@ It starts a private Prosody on loopback in a temporary directory (Debian's `pros
 registers a user, starts the example echo bot (examples/echo_bot.py) and the component (`python -m component`,
 with a generated config.toml), logs the user in, sends "hello" to echo@bot.localhost and prints the reply.
 Everything is stopped and removed at the end. Exit code 0 on success, 1 on failure or after 30 seconds.
+
+With --stay it then keeps running, with the send API on 127.0.0.1:8088 (token `demo-token`), and prints every
+message the user receives until Ctrl-C: try the README's curl example from another terminal.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ COMPONENT = "bot.localhost"
 SECRET = "demo-secret"
 USER, PASSWORD = "alice", "alicepw"
 BOT_JID = f"echo@{COMPONENT}"
+API_PORT, API_TOKEN = 8088, "demo-token"
 
 
 class DemoFailure(Exception):
@@ -59,9 +63,10 @@ async def start_bot() -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}/"
 
 
-def write_config(path: Path, xmpp: XmppServer, bot_url: str, web_port: int) -> None:
+def write_config(path: Path, xmpp: XmppServer, bot_url: str, web_port: int, stay: bool) -> None:
+    api = f'[api]\nlisten = "127.0.0.1:{API_PORT}"\ntoken = "{API_TOKEN}"\n' if stay else ""
     path.write_text(
-        "[component]\n"
+        api + "[component]\n"
         f'jid = "{COMPONENT}"\n'
         f'secret = "{SECRET}"\n'
         'host = "127.0.0.1"\n'
@@ -99,8 +104,9 @@ class User(ClientXMPP):
         self.add_event_handler("message_error", self.messages.put_nowait)
 
 
-async def chat(xmpp: XmppServer, text: str) -> str:
-    """Log the user in, send `text` to the echo bot, return the body of its answer."""
+async def chat(xmpp: XmppServer, text: str, stay: bool) -> str:
+    """Log the user in, send `text` to the echo bot, return the body of its answer; with `stay`, then print
+    what the user receives until SIGINT or SIGTERM."""
     user = User(f"{USER}@{xmpp.domain}/demo", PASSWORD)
     started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -124,6 +130,9 @@ async def chat(xmpp: XmppServer, text: str) -> str:
         reply = await user.messages.get()
         if reply["type"] == "error":
             raise DemoFailure(f"got an error back: {reply['error']['condition']} {reply['error']['text']}".strip())
+        print(reply["body"], flush=True)
+        if stay:
+            await listen(user)
         return str(reply["body"])
     finally:
         user.disconnect(wait=0.5)
@@ -131,7 +140,30 @@ async def chat(xmpp: XmppServer, text: str) -> str:
             await asyncio.wait_for(user.disconnected, 2)
 
 
-async def run(workdir: Path, xmpp: XmppServer) -> None:
+async def listen(user: User) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    step(f"staying up; send API on http://127.0.0.1:{API_PORT} (token {API_TOKEN}); Ctrl-C stops. Try:")
+    print(
+        f"  curl -H 'Authorization: Bearer {API_TOKEN}' -H 'Content-Type: application/json' \\\n"
+        f'       -d \'{{"to": "{USER}@localhost", "from": "{BOT_JID}", "body": "Hi from curl"}}\' \\\n'
+        f"       http://127.0.0.1:{API_PORT}/v1/stanzas",
+        flush=True,
+    )
+    stopping = asyncio.ensure_future(stop.wait())
+    while not stop.is_set():
+        getting = asyncio.ensure_future(user.messages.get())
+        await asyncio.wait((getting, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if getting.done():
+            msg = getting.result()
+            print(f"{USER} received from {msg['from']}: {msg['body']}", flush=True)
+        else:
+            getting.cancel()
+
+
+async def run(workdir: Path, xmpp: XmppServer, stay: bool) -> None:
     bot_runner, bot_url = await start_bot()
     step(f"echo bot listening on {bot_url}")
     proc: asyncio.subprocess.Process | None = None
@@ -139,7 +171,7 @@ async def run(workdir: Path, xmpp: XmppServer) -> None:
     try:
         web_port = free_port()
         config_path = workdir / "config.toml"
-        write_config(config_path, xmpp, bot_url, web_port)
+        write_config(config_path, xmpp, bot_url, web_port, stay)
         env = dict(os.environ)
         env.pop("XMPP_COMPONENT_SECRET", None)  # the generated file holds the secret Prosody expects
         with log_path.open("wb") as log:
@@ -150,9 +182,10 @@ async def run(workdir: Path, xmpp: XmppServer) -> None:
         step(f"component started (pid {proc.pid}); waiting until it is connected to Prosody")
         await wait_healthy(proc, web_port)
         step(f"component connected as {COMPONENT}")
-        print(await chat(xmpp, "hello"), flush=True)
+        await chat(xmpp, "hello", stay)
         step("stopping the component (SIGTERM)")
-        proc.send_signal(signal.SIGTERM)
+        with suppress(ProcessLookupError):  # after Ctrl-C in a terminal, the component has stopped already
+            proc.send_signal(signal.SIGTERM)
         code = await proc.wait()
         if code != 0:
             raise DemoFailure(f"the component exited with code {code} after SIGTERM")
@@ -168,7 +201,8 @@ async def run(workdir: Path, xmpp: XmppServer) -> None:
 
 
 def main() -> int:
-    deadline = time.monotonic() + TIMEOUT
+    stay = "--stay" in sys.argv[1:]
+    deadline = time.monotonic() + (365 * 86400 if stay else TIMEOUT)
     with tempfile.TemporaryDirectory(prefix="xmpp-http-component-demo-") as tmp:
         workdir = Path(tmp)
         step("starting a private Prosody on 127.0.0.1")
@@ -177,7 +211,7 @@ def main() -> int:
             xmpp = start_prosody(workdir / "prosody", component_secret=SECRET, component_domains=(COMPONENT,))
             xmpp.register(USER, PASSWORD)
             step(f"Prosody up: c2s on port {xmpp.c2s_port}, components on port {xmpp.component_port}")
-            asyncio.run(asyncio.wait_for(run(workdir, xmpp), max(deadline - time.monotonic(), 1)))
+            asyncio.run(asyncio.wait_for(run(workdir, xmpp, stay), max(deadline - time.monotonic(), 1)))
         except TimeoutError:
             print(f"demo: FAILED: timed out after {TIMEOUT:.0f} s, at: {steps[-1]}", file=sys.stderr)
             return 1

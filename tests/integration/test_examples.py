@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -25,6 +26,46 @@ def test_demo_prints_the_echo_and_exits_0() -> None:
     assert "Did you say hello?" in result.stdout.splitlines()
 
 
+async def test_the_readme_curl_example_works_against_the_demo() -> None:
+    """README: `bash scripts/demo.sh --stay`, then the curl line it prints delivers a message to the user."""
+    import asyncio
+    import signal
+
+    import aiohttp
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(EXAMPLES / "demo.py"), "--stay", cwd=REPO,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen: list[str] = []
+
+    async def read_until(marker: str) -> None:
+        assert proc.stdout is not None
+        while marker not in (line := (await proc.stdout.readline()).decode()):
+            assert line, "".join(seen)
+            seen.append(line)
+
+    try:
+        await asyncio.wait_for(read_until("staying up"), 30)
+        readme = (REPO / "README.md").read_text()
+        assert "curl -H 'Authorization: Bearer demo-token'" in readme
+        async with aiohttp.ClientSession() as session:  # what the README's curl line sends
+            resp = await session.post(
+                "http://127.0.0.1:8088/v1/stanzas",
+                json={"to": "alice@localhost", "from": f"echo@{COMPONENT}", "body": "Hi from curl"},
+                headers={"Authorization": "Bearer demo-token"},
+            )
+            assert (resp.status, await resp.json()) == (200, {"sent": 1})
+        await asyncio.wait_for(read_until(f"alice received from echo@{COMPONENT}: Hi from curl"), 10)
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the demo and the component it started
+            await proc.wait()
+
+
 def _wait_for_port(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -46,32 +87,59 @@ def _php() -> str:
     return php
 
 
-@pytest.fixture(params=["php", "python"])
-def example_bot(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """One of the example echo bots, run as a subprocess on a free loopback port; yields its URL."""
+SIGNING_SECRET = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+BOTS = {
+    "php": ("echo_bot.php", "Did you say hello?"),
+    "python": ("echo_bot.py", "Did you say hello?"),
+    "php-signed": ("signed_echo_bot.php", "Did you say hello?"),
+    "python-signed": ("signed_bot.py", "Verified: hello"),
+}
+
+
+@pytest.fixture(params=list(BOTS))
+def example_bot(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, bool]]:
+    """One example bot, run as a subprocess on a free loopback port: (its URL, its answer to hello, signed?)."""
     port = free_port()
-    if request.param == "php":
-        command = [_php(), "-S", f"127.0.0.1:{port}", str(EXAMPLES / "echo_bot.php")]
+    script, answer = BOTS[request.param]
+    if script.endswith(".php"):
+        command = [_php(), "-S", f"127.0.0.1:{port}", str(EXAMPLES / script)]
     else:
-        command = [sys.executable, str(EXAMPLES / "echo_bot.py"), "--host", "127.0.0.1", "--port", str(port)]
+        command = [sys.executable, str(EXAMPLES / script), "--host", "127.0.0.1", "--port", str(port)]
     log = tmp_path / "bot.log"
+    env = {**os.environ, "WEBHOOK_SECRET": SIGNING_SECRET}
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         _wait_for_port(proc, port, log)
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", answer, request.param.endswith("signed")
     finally:
         proc.kill()
         proc.wait(5)
 
 
 async def test_example_bot_answers_a_real_user(
-    example_bot: str, start_component: StartComponent, connect: ConnectClient
+    example_bot: tuple[str, str, bool], start_component: StartComponent, connect: ConnectClient
 ) -> None:
-    await start_component(bot={"url": example_bot})
+    url, answer, signed = example_bot
+    await start_component(bot={"url": url, "signing_secret": SIGNING_SECRET if signed else ""})
     alice = await connect("alice")
     alice.say(f"echo@{COMPONENT}", "hello")
     reply = await alice.next_message()
     assert reply["type"] == "chat"
     assert reply["from"] == f"echo@{COMPONENT}"
-    assert reply["body"] == "Did you say hello?"
+    assert reply["body"] == answer
+
+
+@pytest.mark.parametrize("example_bot", ["php-signed", "python-signed"], indirect=True)
+async def test_signed_bots_refuse_a_wrong_signature(
+    example_bot: tuple[str, str, bool], start_component: StartComponent, connect: ConnectClient
+) -> None:
+    url, _, _ = example_bot
+    other = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
+    await start_component(bot={"url": url, "signing_secret": other})
+    alice = await connect("alice")
+    alice.say(f"echo@{COMPONENT}", "hello")
+    reply = await alice.next_message()
+    assert (reply["type"], reply["error"]["condition"]) == ("error", "not-authorized")
