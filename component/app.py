@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from component import api, local
+from component.bot_client import new_session
 from component.bridge import Bridge
 from component.codec import Stanza
 from component.config import Config, parse_listen
@@ -57,7 +58,7 @@ class App:
 
     # -- the way in --------------------------------------------------------------------------------------
     def dispatch(self, stanza: Stanza, element: ET.Element) -> None:
-        self.metrics.stanzas_received.labels(stanza.kind).inc()
+        self.metrics.received[stanza.kind].inc()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("received %s", stanza.xml)
         if self.notifier.active:
@@ -84,7 +85,7 @@ class App:
     # -- the way out -------------------------------------------------------------------------------------
     def send(self, stanza: Stanza) -> None:
         if self.stream.send_text(stanza.xml):
-            self.metrics.stanzas_sent.labels(stanza.kind).inc()
+            self.metrics.sent[stanza.kind].inc()
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("sent %s", stanza.xml)
             if self.notifier.active:
@@ -135,12 +136,7 @@ class App:
 
     async def start(self) -> None:
         bot = self.config.bot
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=bot.max_in_flight, limit_per_host=0),
-            timeout=aiohttp.ClientTimeout(total=None),
-            skip_auto_headers=("User-Agent",),
-            headers={"User-Agent": "xmpp-http-component"},
-        )
+        self._session = new_session(bot.max_in_flight)
         self.bridge = Bridge(bot, self.config.component.jid, self._session, self.send, self.metrics)
         self.notifier.start()
         listen = parse_listen("web.listen", self.config.web.listen)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
 from component import error_map
 from component.error_map import XmppError
@@ -31,7 +32,7 @@ class BotFailure(Exception):
 
 async def post(
     session: aiohttp.ClientSession,
-    url: str,
+    url: URL,
     body: bytes,
     headers: Mapping[str, str],
     timeout: float,
@@ -44,19 +45,33 @@ async def post(
                 content_type = resp.headers.get("Content-Type")
                 if resp.status != 200:
                     return HttpReply(resp.status, content_type, b"")
-                if resp.content_length is not None and resp.content_length > max_bytes:
-                    raise _too_large(max_bytes)
+                length = resp.content_length
+                if length is not None:
+                    if length > max_bytes:
+                        raise _too_large(max_bytes)
+                    return HttpReply(200, content_type, await resp.read())
                 data = bytearray()
                 async for chunk in resp.content.iter_any():
                     data += chunk
                     if len(data) > max_bytes:
                         raise _too_large(max_bytes)
-                return HttpReply(resp.status, content_type, bytes(data))
+                return HttpReply(200, content_type, bytes(data))
     except TimeoutError:
         raise BotFailure("timeout", error_map.TIMEOUT, f"no complete reply within {timeout:g} s") from None
     except aiohttp.ClientError as exc:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise BotFailure("connection_error", error_map.CONNECTION_FAILURE, reason) from None
+
+
+def new_session(max_in_flight: int) -> aiohttp.ClientSession:
+    """The one keep-alive session for all bot requests: no cookies, no proxy lookups, few automatic headers."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=0),
+        timeout=aiohttp.ClientTimeout(total=None),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=("User-Agent", "Accept"),
+        headers={"User-Agent": "xmpp-http-component"},
+    )
 
 
 def _too_large(max_bytes: int) -> BotFailure:

@@ -61,7 +61,7 @@ class Bridge:
             self._send(error_reply(stanza, error_map.SHUTTING_DOWN))
             return
         if len(self._tasks) >= self._bot.max_queued:
-            self._metrics.bot_requests.labels("queue_full").inc()
+            self._metrics.outcomes["queue_full"].inc()
             log.warning(
                 "bot queue full (%d stanzas waiting): refused a %s from %s", len(self._tasks), stanza.kind, stanza.from_
             )
@@ -127,11 +127,11 @@ class Bridge:
             return self._failed(stanza, "unusable", error_map.unusable_reply(str(exc)), str(exc), url)
         if not codec.answers_iq(stanza, replies):
             replies.append(error_reply(stanza, error_map.IQ_UNANSWERED))
-        self._metrics.bot_requests.labels("replied" if replies else "silent").inc()
+        self._metrics.outcomes["replied" if replies else "silent"].inc()
         return replies
 
-    def _failed(self, stanza: Stanza, outcome: str, error: XmppError, reason: str, url: str) -> list[Stanza]:
-        self._metrics.bot_requests.labels(outcome).inc()
+    def _failed(self, stanza: Stanza, outcome: str, error: XmppError, reason: str, url: object) -> list[Stanza]:
+        self._metrics.outcomes[outcome].inc()
         log.warning("bot %s failed for a %s from %s to %s: %s", url, stanza.kind, stanza.from_, stanza.to, reason)
         return [error_reply(stanza, error)]
 

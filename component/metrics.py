@@ -58,8 +58,7 @@ class Metrics:
         self.push_dropped = Counter(
             "mod_event_pusher_http_dropped_count", "Notifications dropped from a full queue", ["host_type"], registry=r
         )
-        for kind in ("message", "presence", "iq"):
-            self.stanzas_received.labels(kind)
-            self.stanzas_sent.labels(kind)
-        for outcome in OUTCOMES:
-            self.bot_requests.labels(outcome)
+        # label children looked up once: the stanza path only increments
+        self.received = {kind: self.stanzas_received.labels(kind) for kind in ("message", "presence", "iq")}
+        self.sent = {kind: self.stanzas_sent.labels(kind) for kind in ("message", "presence", "iq")}
+        self.outcomes = {outcome: self.bot_requests.labels(outcome) for outcome in OUTCOMES}

@@ -30,14 +30,14 @@ def bot(**values: object) -> BotSection:
     ids=["constant", "local", "bare-domain", "kind-and-type", "percent-encoded"],
 )
 def test_placeholders(url: str, to: str, expected: str) -> None:
-    assert Router(bot(url=url)).url_for(stanza(to)) == expected
+    assert str(Router(bot(url=url)).url_for(stanza(to))) == expected
 
 
 def test_routes_override_the_default_and_ignore_case() -> None:
     router = Router(bot(url="http://127.0.0.1:8080/", routes={"Weather": "http://127.0.0.1:8081/hook"}))
-    assert router.url_for(stanza("weather@bot.localhost")) == "http://127.0.0.1:8081/hook"
-    assert router.url_for(stanza("WEATHER@bot.localhost")) == "http://127.0.0.1:8081/hook"
-    assert router.url_for(stanza("echo@bot.localhost")) == "http://127.0.0.1:8080/"
+    assert str(router.url_for(stanza("weather@bot.localhost"))) == "http://127.0.0.1:8081/hook"
+    assert str(router.url_for(stanza("WEATHER@bot.localhost"))) == "http://127.0.0.1:8081/hook"
+    assert str(router.url_for(stanza("echo@bot.localhost"))) == "http://127.0.0.1:8080/"
 
 
 def test_without_a_default_unrouted_bots_have_no_url() -> None:
@@ -52,14 +52,22 @@ def test_without_a_default_unrouted_bots_have_no_url() -> None:
         pytest.param({}, "bot.url: required unless [bot.routes]", id="neither-url-nor-routes"),
         pytest.param({"url": "http://a/{user}"}, "bot.url: unknown placeholder {user}", id="unknown-placeholder"),
         pytest.param({"url": "http://a/{local"}, "bot.url: ", id="unclosed-brace"),
-        pytest.param({"routes": {"w": "ftp://a/"}}, "bot.routes.w: expected an http:// or https:// URL", id="route-url"),
+        pytest.param(
+            {"routes": {"w": "ftp://a/"}}, "bot.routes.w: expected an http:// or https:// URL", id="route-url"
+        ),
         pytest.param({"routes": {"w@x": "http://a/"}}, "bot.routes.w@x: expected the local part", id="route-key"),
         pytest.param({"routes": {"w": 5}}, "bot.routes.w: expected a string", id="route-type"),
         pytest.param({"url": "http://a/", "format": "yaml"}, "bot.format: expected 'json' or 'xml'", id="format"),
-        pytest.param({"url": "http://a/", "signing_secret": "whsec_!!"}, "bot.signing_secret: expected 'whsec_'",
-                     id="secret-not-base64"),
-        pytest.param({"url": "http://a/", "signing_secret": "whsec_c2hvcnQ="}, "bot.signing_secret: the secret is 5",
-                     id="secret-too-short"),
+        pytest.param(
+            {"url": "http://a/", "signing_secret": "whsec_!!"},
+            "bot.signing_secret: expected 'whsec_'",
+            id="secret-not-base64",
+        ),
+        pytest.param(
+            {"url": "http://a/", "signing_secret": "whsec_c2hvcnQ="},
+            "bot.signing_secret: the secret is 5",
+            id="secret-too-short",
+        ),
     ],
 )
 def test_mistakes_name_the_key(values: dict[str, object], message: str) -> None:
@@ -69,8 +77,11 @@ def test_mistakes_name_the_key(values: dict[str, object], message: str) -> None:
 
 
 def test_api_needs_a_token() -> None:
-    raw = {"component": {"jid": "bot.localhost", "secret": "s"}, "bot": {"url": "http://a/"},
-           "api": {"listen": "127.0.0.1:8088"}}
-    with pytest.raises(ConfigError, match="api.token: required when api.listen is set"):
+    raw = {
+        "component": {"jid": "bot.localhost", "secret": "s"},
+        "bot": {"url": "http://a/"},
+        "api": {"listen": "127.0.0.1:8088"},
+    }
+    with pytest.raises(ConfigError, match=r"api\.token: required when api\.listen is set"):
         from_dict(raw, env={})
     assert from_dict(raw, env={"XMPP_COMPONENT_API_TOKEN": "t"}).api.token == "t"

@@ -1,0 +1,284 @@
+"""Benchmark: the component path against the server's own floor, in one run, on loopback.
+
+    .venv/bin/python bench/bench.py [--server prosody|ejabberd] [-n 3000] [--window 1 --window 50]
+                                    [--soak 100000] [--out bench/results/prosody.json]
+
+Starts a private XMPP server, the example echo bot, the component (`python -m component`) and a plain XMPP
+echo client (bench/echo_client.py), each in its own process. A slixmpp client then sends N chat messages with W
+in flight and waits for every reply, (a) to echo@bot.localhost: the component path, and (b) to the echo client:
+client-to-client routing through the same server, the floor. It prints msgs/s and p50/p90/p99 latency for both,
+the ratio a/b, and the component's peak RSS; with --soak M it then sends M more messages through the component
+and reports its RSS growth after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from slixmpp import ClientXMPP
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+from xmpp_servers import XmppServer, free_port, start_ejabberd, start_prosody  # noqa: E402
+
+NS = "{jabber:client}"
+COMPONENT = "bot.localhost"
+SECRET = "bench-secret"
+USERS = {"alice": "alicepw", "bob": "bobpw"}
+
+
+class Driver(ClientXMPP):
+    """Sends numbered messages, `window` at a time, and times each reply (matched by its body)."""
+
+    def __init__(self, jid: str, password: str) -> None:
+        super().__init__(jid, password, plugin_config={"feature_mechanisms": {"unencrypted_plain": True}})
+        self.enable_plaintext = True
+        self.enable_starttls = False
+        self.enable_direct_tls = False
+        self.sent_at: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.errors = 0
+        self._target = ""
+        self._next = 0
+        self._total = 0
+        self._done: asyncio.Future[None] | None = None
+
+    def _spawn_event(self, xml: ET.Element) -> None:
+        if xml.tag == NS + "message":
+            body = xml.find(NS + "body")
+            key = (body.text or "") if body is not None else ""
+            if xml.get("type") == "error":
+                key, self.errors = xml.get("id") or "", self.errors + 1
+            key = key.removeprefix("Did you say ").removesuffix("?")
+            started = self.sent_at.pop(key, None)
+            if started is not None:
+                self.latencies.append(time.perf_counter() - started)
+                self._send_next()
+                if not self.sent_at and self._next >= self._total and self._done and not self._done.done():
+                    self._done.set_result(None)
+            return
+        super()._spawn_event(xml)
+
+    def _send_next(self) -> None:
+        if self._next >= self._total:
+            return
+        key = f"m{self._next}"
+        self._next += 1
+        self.sent_at[key] = time.perf_counter()
+        self.send_raw(f'<message to="{self._target}" type="chat" id="{key}"><body>{key}</body></message>')
+
+    async def run(self, target: str, n: int, window: int) -> tuple[float, list[float]]:
+        self._target, self._next, self._total = target, 0, n
+        self.latencies, self.errors = [], 0
+        self._done = asyncio.get_running_loop().create_future()
+        started = time.perf_counter()
+        for _ in range(min(window, n)):
+            self._send_next()
+        await asyncio.wait_for(self._done, 600)
+        return time.perf_counter() - started, self.latencies
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def summary(seconds: float, latencies: list[float], errors: int) -> dict[str, float]:
+    return {
+        "msgs_per_s": round(len(latencies) / seconds, 1),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+        "p90_ms": round(percentile(latencies, 90) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+        "errors": errors,
+    }
+
+
+def rss_kb(pid: int, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on port {port}")
+
+
+def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            args,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+
+
+async def login(server: XmppServer, user: str) -> Driver:
+    client = Driver(f"{user}@{server.domain}/bench", USERS[user])
+    started = asyncio.get_running_loop().create_future()
+    client.add_event_handler("session_start", lambda _e: started.done() or started.set_result(None))
+    client.connect(host="127.0.0.1", port=server.c2s_port)
+    await asyncio.wait_for(started, 20)
+    client.send_presence()
+    return client
+
+
+async def measure(server: XmppServer, pids: dict[str, int], n: int, windows: list[int], soak: int) -> dict[str, Any]:
+    """`pids`: the processes whose CPU time per message is reported (the component's must be there)."""
+    component_pid = pids["component"]
+    pids = {**pids, "driver": os.getpid()}
+    alice = await login(server, "alice")
+    bob_jid = f"bob@{server.domain}/echo"
+    results: dict[str, Any] = {"n": n, "windows": {}}
+    await alice.run(f"echo@{COMPONENT}", min(n, 500), 10)  # warm-up: connections, caches
+    await alice.run(bob_jid, min(n, 500), 10)
+    for window in windows:
+        cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        seconds, lat = await alice.run(f"echo@{COMPONENT}", n, window)
+        component = summary(seconds, lat, alice.errors)
+        component["cpu_us_per_msg"] = {  # type: ignore[assignment]
+            name: round((cpu_seconds(pid) - cpu[name]) / n * 1e6) for name, pid in pids.items()
+        }
+        cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        seconds, lat = await alice.run(bob_jid, n, window)
+        floor = summary(seconds, lat, alice.errors)
+        floor["cpu_us_per_msg"] = {  # type: ignore[assignment]
+            name: round((cpu_seconds(pid) - cpu[name]) / n * 1e6) for name, pid in pids.items()
+        }
+        results["windows"][str(window)] = {
+            "component": component,
+            "floor": floor,
+            "ratio": round(component["msgs_per_s"] / floor["msgs_per_s"], 3),
+            "p99_vs_floor": round(component["p99_ms"] / floor["p99_ms"], 2),
+        }
+    results["component_peak_rss_mb"] = round(rss_kb(component_pid, "VmHWM") / 1024, 1)
+    if soak:
+        await alice.run(f"echo@{COMPONENT}", 5000, 50)
+        before = rss_kb(component_pid)
+        seconds, lat = await alice.run(f"echo@{COMPONENT}", soak, 50)
+        after = rss_kb(component_pid)
+        results["soak"] = {
+            "messages": soak,
+            "rss_before_mb": round(before / 1024, 1),
+            "rss_after_mb": round(after / 1024, 1),
+            "rss_growth_mb": round((after - before) / 1024, 1),
+            **summary(seconds, lat, alice.errors),
+        }
+    alice.disconnect()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server", choices=("prosody", "ejabberd"), default="prosody")
+    parser.add_argument("-n", type=int, default=3000, help="messages per measurement (default 3000)")
+    parser.add_argument("--window", type=int, action="append", help="messages in flight (default: 1 and 50)")
+    parser.add_argument("--soak", type=int, default=0, help="then send this many more and report RSS growth")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here too")
+    args = parser.parse_args()
+    windows = args.window or [1, 50]
+    start = {"prosody": start_prosody, "ejabberd": start_ejabberd}[args.server]
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="xhc-bench-") as tmp:
+        work = Path(tmp)
+        server = start(work / args.server, component_secret=SECRET, component_domains=(COMPONENT,))
+        try:
+            for user, password in USERS.items():
+                server.register(user, password)
+            bot_port = free_port()
+            bot = spawn([sys.executable, "examples/echo_bot.py", "--port", str(bot_port)], work / "bot.log")
+            procs.append(bot)
+            wait_port(bot_port, bot, "the echo bot")
+            web_port = free_port()
+            config = work / "config.toml"
+            config.write_text(
+                f'[component]\njid = "{COMPONENT}"\nsecret = "{SECRET}"\nport = {server.component_port}\n'
+                f'[bot]\nurl = "http://127.0.0.1:{bot_port}/"\nmax_queued = 10000\n'
+                f'[web]\nlisten = "127.0.0.1:{web_port}"\n'
+            )
+            component = spawn(
+                [sys.executable, "-m", "component", "--config", str(config), "--log-level", "WARNING"],
+                work / "component.log",
+                {"XMPP_COMPONENT_SECRET": SECRET},
+            )
+            procs.append(component)
+            wait_port(web_port, component, "the component")
+            echo = spawn(
+                [
+                    sys.executable,
+                    "bench/echo_client.py",
+                    f"bob@{server.domain}/echo",
+                    USERS["bob"],
+                    str(server.c2s_port),
+                ],
+                work / "echo.log",
+            )
+            procs.append(echo)
+            time.sleep(1.0)  # both the component and the echo client log in
+            server_pid = server._proc.pid if server._proc is not None else 0
+            pids = {"component": component.pid, "bot": bot.pid, "echo_client": echo.pid, "server": server_pid}
+            if os.environ.get("BENCH_PROFILE"):  # py-spy the component while it runs
+                procs.append(
+                    spawn(
+                        [
+                            "py-spy",
+                            "record",
+                            "-p",
+                            str(component.pid),
+                            "-o",
+                            os.environ["BENCH_PROFILE"],
+                            "-f",
+                            "speedscope" if os.environ["BENCH_PROFILE"].endswith(".json") else "flamegraph",
+                        ],
+                        work / "pyspy.log",
+                    )
+                )
+            results = asyncio.run(measure(server, pids, args.n, windows, args.soak))
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            server.stop()
+    results = {"server": args.server, "python": sys.version.split()[0], **results}
+    print(json.dumps(results, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
