@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from component import __version__, config
 from component.app import App
@@ -42,6 +45,20 @@ async def _serve(cfg: config.Config) -> None:
     await App(cfg).run(stop)
 
 
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run, on uvloop when it is installed (`pip install xmpp-http-component[fast]`), unless
+    XMPP_COMPONENT_NO_UVLOOP is set."""
+    if not os.environ.get("XMPP_COMPONENT_NO_UVLOOP"):
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -56,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     # slixmpp logs every TCP close at INFO and stanza traffic at DEBUG; our own lines say what matters.
     logging.getLogger("slixmpp").setLevel(logging.DEBUG if args.log_level == "DEBUG" else logging.WARNING)
     try:
-        asyncio.run(_serve(cfg))
+        _run(_serve(cfg))
     except ListenError as exc:
         print(f"xmpp-http-component: {exc}", file=sys.stderr)
         return EXIT_START

@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check component tests examples
-.venv/bin/ruff format --check component tests examples
+.venv/bin/ruff check component tests examples bench
+.venv/bin/ruff format --check component tests examples bench
 .venv/bin/mypy
 # pytest exits 5 when it collects nothing: that is a failure here too.
 exec .venv/bin/python -m pytest "$@"
