@@ -6,9 +6,10 @@
 Starts a private XMPP server, the example echo bot, the component (`python -m component`) and a plain XMPP
 echo client (bench/echo_client.py), each in its own process. A slixmpp client then sends N chat messages with W
 in flight and waits for every reply, (a) to echo@bot.localhost: the component path, and (b) to the echo client:
-client-to-client routing through the same server, the floor. It prints msgs/s and p50/p90/p99 latency for both,
-the ratio a/b, and the component's peak RSS; with --soak M it then sends M more messages through the component
-and reports its RSS growth after a warm-up.
+client-to-client routing through the same server, the floor, twice: with a lean peer that echoes at the XML
+level (bob) and with slixmpp's textbook echo client (carol). It prints msgs/s and p50/p90/p99 latency for
+each, the ratios, CPU time per message of every process, and the component's peak RSS; with --soak M it then
+sends M more messages through the component and reports its RSS growth after a warm-up.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from xmpp_servers import XmppServer, free_port, start_ejabberd, start_prosody  #
 NS = "{jabber:client}"
 COMPONENT = "bot.localhost"
 SECRET = "bench-secret"
-USERS = {"alice": "alicepw", "bob": "bobpw"}
+USERS = {"alice": "alicepw", "bob": "bobpw", "carol": "carolpw"}
 
 
 class Driver(ClientXMPP):
@@ -158,27 +159,27 @@ async def measure(server: XmppServer, pids: dict[str, int], n: int, windows: lis
     pids = {**pids, "driver": os.getpid()}
     alice = await login(server, "alice")
     bob_jid = f"bob@{server.domain}/echo"
+    carol_jid = f"carol@{server.domain}/echo"
     results: dict[str, Any] = {"n": n, "windows": {}}
     await alice.run(f"echo@{COMPONENT}", min(n, 500), 10)  # warm-up: connections, caches
     await alice.run(bob_jid, min(n, 500), 10)
+    await alice.run(carol_jid, min(n, 500), 10)
     for window in windows:
-        cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        seconds, lat = await alice.run(f"echo@{COMPONENT}", n, window)
-        component = summary(seconds, lat, alice.errors)
-        component["cpu_us_per_msg"] = {  # type: ignore[assignment]
-            name: round((cpu_seconds(pid) - cpu[name]) / n * 1e6) for name, pid in pids.items()
-        }
-        cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        seconds, lat = await alice.run(bob_jid, n, window)
-        floor = summary(seconds, lat, alice.errors)
-        floor["cpu_us_per_msg"] = {  # type: ignore[assignment]
-            name: round((cpu_seconds(pid) - cpu[name]) / n * 1e6) for name, pid in pids.items()
-        }
+        runs = {}
+        for name, target in (("component", f"echo@{COMPONENT}"), ("floor", bob_jid), ("floor_plain", carol_jid)):
+            cpu = {proc: cpu_seconds(pid) for proc, pid in pids.items()}
+            seconds, lat = await alice.run(target, n, window)
+            runs[name] = summary(seconds, lat, alice.errors)
+            runs[name]["cpu_us_per_msg"] = {  # type: ignore[assignment]
+                proc: round((cpu_seconds(pid) - cpu[proc]) / n * 1e6) for proc, pid in pids.items()
+            }
+        component, floor, plain = runs["component"], runs["floor"], runs["floor_plain"]
         results["windows"][str(window)] = {
-            "component": component,
-            "floor": floor,
+            **runs,
             "ratio": round(component["msgs_per_s"] / floor["msgs_per_s"], 3),
+            "ratio_plain": round(component["msgs_per_s"] / plain["msgs_per_s"], 3),
             "p99_vs_floor": round(component["p99_ms"] / floor["p99_ms"], 2),
+            "p99_vs_floor_plain": round(component["p99_ms"] / plain["p99_ms"], 2),
         }
     results["component_peak_rss_mb"] = round(rss_kb(component_pid, "VmHWM") / 1024, 1)
     if soak:
@@ -243,9 +244,27 @@ def main() -> int:
                 work / "echo.log",
             )
             procs.append(echo)
-            time.sleep(1.0)  # both the component and the echo client log in
+            plain = spawn(
+                [
+                    sys.executable,
+                    "bench/echo_client.py",
+                    f"carol@{server.domain}/echo",
+                    USERS["carol"],
+                    str(server.c2s_port),
+                    "--plain",
+                ],
+                work / "plain.log",
+            )
+            procs.append(plain)
+            time.sleep(1.0)  # the component and the echo clients log in
             server_pid = server._proc.pid if server._proc is not None else 0
-            pids = {"component": component.pid, "bot": bot.pid, "echo_client": echo.pid, "server": server_pid}
+            pids = {
+                "component": component.pid,
+                "bot": bot.pid,
+                "echo_client": echo.pid,
+                "plain_client": plain.pid,
+                "server": server_pid,
+            }
             if os.environ.get("BENCH_PROFILE"):  # py-spy the component while it runs
                 procs.append(
                     spawn(
