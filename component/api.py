@@ -57,9 +57,11 @@ def make_app(
         if not is_up():
             return _error(503, "the XMPP stream is down; nothing was sent, try again later")
         try:
-            return codec.api_stanzas(domain, media, body)
+            stanzas = codec.api_stanzas(domain, media, body)
         except ReplyError as exc:
             return _error(403 if exc.forbidden else 400, str(exc), exc.field)
+        too_large = codec.size_error(stanzas, config.component.max_stanza_bytes)
+        return _error(413, too_large) if too_large is not None else stanzas
 
     @web.middleware
     async def count(

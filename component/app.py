@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 import aiohttp
 from aiohttp import web
 
-from component import api, local
+from component import api, codec, local
 from component.bot_client import new_session
 from component.bridge import Bridge
 from component.codec import Stanza
@@ -84,6 +84,11 @@ class App:
 
     # -- the way out -------------------------------------------------------------------------------------
     def send(self, stanza: Stanza) -> None:
+        too_large = codec.size_error((stanza,), self.config.component.max_stanza_bytes)
+        if too_large is not None:  # the server would close the stream on it; the bot flow and the API say so
+            self.metrics.stanzas_dropped.inc()
+            log.warning("not sent to %s: %s", stanza.to, too_large)
+            return
         if self.stream.send_text(stanza.xml):
             self.metrics.sent[stanza.kind].inc()
             if log.isEnabledFor(logging.DEBUG):
@@ -137,7 +142,8 @@ class App:
     async def start(self) -> None:
         bot = self.config.bot
         self._session = new_session(bot.max_in_flight)
-        self.bridge = Bridge(bot, self.config.component.jid, self._session, self.send, self.metrics)
+        c = self.config.component
+        self.bridge = Bridge(bot, c.jid, self._session, self.send, self.metrics, c.max_stanza_bytes)
         self.notifier.start()
         listen = parse_listen("web.listen", self.config.web.listen)
         if listen is not None:

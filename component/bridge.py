@@ -35,9 +35,16 @@ def error_reply(original: Stanza, error: XmppError) -> Stanza:
 
 class Bridge:
     def __init__(
-        self, bot: BotSection, domain: str, session: aiohttp.ClientSession, send: Send, metrics: Metrics
+        self,
+        bot: BotSection,
+        domain: str,
+        session: aiohttp.ClientSession,
+        send: Send,
+        metrics: Metrics,
+        max_stanza_bytes: int,
     ) -> None:
         self._bot = bot
+        self._max_stanza_bytes = max_stanza_bytes
         self._domain = domain
         self._session = session
         self._send = send
@@ -125,6 +132,9 @@ class Bridge:
             )
         except ReplyError as exc:
             return self._failed(stanza, "unusable", error_map.unusable_reply(str(exc)), str(exc), url)
+        too_large = codec.size_error(replies, self._max_stanza_bytes)
+        if too_large is not None:
+            return self._failed(stanza, "unusable", error_map.unusable_reply(too_large), too_large, url)
         if not codec.answers_iq(stanza, replies):
             replies.append(error_reply(stanza, error_map.IQ_UNANSWERED))
         self._metrics.outcomes["replied" if replies else "silent"].inc()

@@ -18,6 +18,7 @@ from component.stanza import (
     KINDS,
     NS_COMPONENT,
     STANZA_NAMESPACES,
+    TYPES,
     Kind,
     StanzaError,
     escape_attr,
@@ -32,6 +33,7 @@ JSON = "application/json"
 _json_str = json.encoder.encode_basestring  # the C string encoder; non-ASCII kept as is, like ensure_ascii=False
 XMPP_XML = "application/xmpp+xml"
 REPLY_FIELDS = ("to", "from", "kind", "stanza", "body", "type", "id")
+MAX_STANZAS = 100  # per bot reply or send API request
 
 
 class ReplyError(ValueError):
@@ -122,17 +124,11 @@ def parse_reply(original: Stanza, domain: str, content_type: str | None, body: b
     if media != JSON:
         shown = content_type or "none"
         raise ReplyError(f"its Content-Type is {shown!r}; expected {JSON} or {XMPP_XML}")
-    try:
-        value = json.loads(body)
-    except RecursionError:
-        raise ReplyError("its JSON is nested too deeply") from None
-    except UnicodeDecodeError:
-        raise ReplyError("its body is not valid UTF-8") from None
-    except ValueError as exc:
-        raise ReplyError(f"it is not valid JSON ({exc})") from None
+    value = _json(body, "its")
     if value is None:
         return []
     items: Sequence[Any] = value if isinstance(value, list) else [value]
+    _count(items)
     out = []
     for index, item in enumerate(items):
         where = f"item {index}: " if isinstance(value, list) else ""
@@ -143,6 +139,23 @@ def parse_reply(original: Stanza, domain: str, content_type: str | None, body: b
         except ReplyError as exc:
             raise ReplyError(f"{where}{exc}", exc.field, exc.forbidden) from None
     return out
+
+
+def _json(body: bytes, whose: str) -> Any:
+    """JSON from UTF-8 bytes only (RFC 8259), a byte-order mark tolerated."""
+    try:
+        return json.loads(body.decode("utf-8-sig"))
+    except RecursionError:
+        raise ReplyError(f"{whose} JSON is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ReplyError(f"{whose} body is not valid UTF-8") from None
+    except ValueError as exc:
+        raise ReplyError(f"{whose} body is not valid JSON ({exc})") from None
+
+
+def _count(items: Sequence[Any]) -> None:
+    if len(items) > MAX_STANZAS:
+        raise ReplyError(f"it asks for {len(items)} stanzas; at most {MAX_STANZAS} at once")
 
 
 def _decode(body: bytes) -> str:
@@ -178,6 +191,23 @@ def check_jid(name: str, value: str, domain: str | None = None) -> str:
     return jid.full
 
 
+def check_to(value: str, domain: str) -> str:
+    """A valid recipient outside the component's own domain: a stanza sent there would come straight back to
+    the bots, and an echo bot would answer itself forever."""
+    to = check_jid("to", value)
+    if to.partition("/")[0].rpartition("@")[2] == domain:
+        raise ReplyError(f"'to' must not be a JID of {domain} itself (it would loop back to the bots)", "to")
+    return to
+
+
+def size_error(stanzas: Sequence[Stanza], limit: int) -> str | None:
+    """Why one of `stanzas` is over `limit` bytes (the server would close the stream on it), or None."""
+    for stanza in stanzas:
+        if len(stanza.xml) * 4 > limit and len(size := stanza.xml.encode()) > limit:
+            return f"a {stanza.kind} of {len(size)} bytes is over component.max_stanza_bytes ({limit})"
+    return None
+
+
 def _iq_answer(original: Stanza) -> bool:
     return original.kind == "iq" and original.type in ("get", "set")
 
@@ -189,9 +219,11 @@ def _object_reply(original: Stanza, domain: str, obj: dict[str, Any]) -> Stanza:
     kind = fields["kind"] or "message"
     if kind not in KINDS:
         raise ReplyError(f"'kind' must be message, presence or iq, got {kind!r}", "kind")
-    to = check_jid("to", fields["to"] or original.from_)
+    to = check_to(fields["to"] or original.from_, domain)
     from_ = check_jid("from", fields["from"] or original.to, domain)
     stanza_type, stanza_id, body = fields["type"], fields["id"], fields["body"]
+    if kind != "iq" and stanza_type not in TYPES[kind]:
+        raise ReplyError(f"'type' {stanza_type!r} is not a {kind} type", "type")
     if kind == "message":
         stanza_type = stanza_type or "chat"
     elif kind == "iq":
@@ -222,13 +254,15 @@ def _raw_reply(original: Stanza, domain: str, text: str) -> Stanza:
         raise ReplyError(f"'stanza' is unusable: {exc}", "stanza", exc.forbidden) from None
     kind: Kind = split_tag(elem.tag)[1]  # type: ignore[assignment]
     attrib = elem.attrib
-    attrib["to"] = check_jid("to", attrib.get("to") or original.from_)
+    attrib["to"] = check_to(attrib.get("to") or original.from_, domain)
     attrib["from"] = check_jid("from", attrib.get("from") or original.to, domain)
     if kind == "iq" and _iq_answer(original):
         attrib.setdefault("type", "result")
         attrib.setdefault("id", original.id or "")
     if kind == "iq" and attrib.get("type") in ("get", "set") and not attrib.get("id"):
         attrib["id"] = new_id()
+    if kind != "iq" and attrib.get("type") not in TYPES[kind]:
+        raise ReplyError(f"'type' {attrib.get('type')!r} is not a {kind} type", "type")
     if kind == "iq" and (attrib.get("type") not in ("get", "set", "result", "error") or not attrib.get("id")):
         raise ReplyError("an iq needs 'type' get, set, result or error, and an 'id'", "stanza")
     return Stanza(
@@ -255,17 +289,11 @@ def api_stanzas(domain: str, media: str, body: bytes) -> list[Stanza]:
     origin = Stanza("message", domain, "", None, None, None, "")
     if media == XMPP_XML:
         return [_raw_reply(origin, domain, _decode(body))]
-    try:
-        value = json.loads(body)
-    except RecursionError:
-        raise ReplyError("the JSON is nested too deeply") from None
-    except UnicodeDecodeError:
-        raise ReplyError("the body is not valid UTF-8") from None
-    except ValueError as exc:
-        raise ReplyError(f"the body is not valid JSON ({exc})") from None
+    value = _json(body, "the")
     items = value if isinstance(value, list) else [value]
     if not items:
         raise ReplyError("the array is empty")
+    _count(items)
     out = []
     for index, item in enumerate(items):
         where = f"item {index}: " if isinstance(value, list) else ""

@@ -164,6 +164,11 @@ class ComponentSection:
     secret: str = _opt(f"the shared secret of the component port; ${SECRET_ENV} overrides it", check=_non_empty)
     host: str = _opt("address of the XMPP server's component port", "127.0.0.1", _non_empty)
     port: int = _opt("the XMPP server's component port", 5347, _port)
+    max_stanza_bytes: int = _opt(
+        "largest stanza written to the server (keep it under the server's limit: Prosody's is 512 KiB)",
+        500000,
+        _positive,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,13 @@ STANZA_NAMESPACES = (NS_COMPONENT, NS_CLIENT, "")
 
 Kind = Literal["message", "presence", "iq"]
 KINDS: tuple[Kind, ...] = ("message", "presence", "iq")
+MAX_DEPTH = 64
+# RFC 6120/6121 stanza types, per kind: anything else is not sent.
+TYPES: dict[str, tuple[str | None, ...]] = {
+    "message": (None, "chat", "error", "groupchat", "headline", "normal"),
+    "presence": (None, "error", "probe", "subscribe", "subscribed", "unavailable", "unsubscribe", "unsubscribed"),
+    "iq": ("error", "get", "result", "set"),
+}
 
 # Characters XML 1.0 forbids; JSON can carry them ("\u0000"), and one of them on the stream would make the
 # server close it as not-well-formed.
@@ -140,7 +147,20 @@ def parse_stanza(text: str) -> ET.Element:
     ns, local = split_tag(elem.tag)
     if ns not in STANZA_NAMESPACES or local not in KINDS:
         raise StanzaError(f"<{local}> is not a message, presence or iq")
+    if depth(elem) > MAX_DEPTH:
+        # real stanzas nest a few levels; deep ones crash some servers' parsers (ejabberd 23.01 on 5000)
+        raise StanzaError(f"it is nested more than {MAX_DEPTH} levels deep")
     return elem
+
+
+def depth(elem: ET.Element) -> int:
+    """How many levels `elem` nests (itself included), without recursion."""
+    deepest, level = 0, [(elem, 1)]
+    while level:
+        node, d = level.pop()
+        deepest = max(deepest, d)
+        level.extend((child, d + 1) for child in node)
+    return deepest
 
 
 def _parse_message(exc: ET.ParseError) -> str:

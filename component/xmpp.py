@@ -13,7 +13,8 @@ from slixmpp import ComponentXMPP
 from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from component.codec import Stanza, from_element
-from component.stanza import KINDS, NS_CLIENT, NS_COMPONENT, split_tag
+from component.error_map import XmppError
+from component.stanza import KINDS, NS_CLIENT, NS_COMPONENT, error_xml, split_tag
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,20 @@ class ComponentStream(ComponentXMPP):
             return
         try:
             stanza = from_element(xml)
+        except RecursionError:
+            self._refuse(xml, local, "The stanza is nested too deeply")
+            return
         except Exception:  # never let one odd stanza break the stream
             log.exception("could not read a stanza from the server")
+            self._refuse(xml, local, "The stanza could not be read")
             return
         self._on_stanza(stanza, xml)
+
+    def _refuse(self, xml: ET.Element, kind: str, text: str) -> None:
+        """Answer a stanza we cannot even read, unless it is an error itself."""
+        to, from_ = xml.get("to"), xml.get("from")
+        if xml.get("type") != "error" and to and from_:
+            self.send_text(error_xml(kind, from_, to, xml.get("id"), XmppError("modify", "not-acceptable", text)))
 
     # -- sending -----------------------------------------------------------------------------------------
     def send_text(self, xml: str) -> bool:

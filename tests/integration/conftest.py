@@ -1,4 +1,4 @@
-"""Real parts on loopback: a private Prosody, real aiohttp bots, the component in-process, slixmpp clients."""
+"""Real parts on loopback: a private Prosody or ejabberd, real aiohttp bots, the component in-process, slixmpp."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from slixmpp import ClientXMPP
 from slixmpp.stanza import Message, Presence
-from xmpp_servers import XmppServer, start_prosody
+from xmpp_servers import XmppServer, start_ejabberd, start_prosody
 
 from component.app import App
 from component.config import Config, from_dict
@@ -29,19 +29,43 @@ FAST = Backoff(first=0.1, most=1.0, refused=3.0, handshake_timeout=5.0)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+SERVERS = ("prosody", "ejabberd")
+STARTERS: dict[str, Callable[..., XmppServer]] = {"prosody": start_prosody, "ejabberd": start_ejabberd}
+
+
+def start_server(kind: str, workdir: Path) -> XmppServer:
+    """Start a private `kind` server in `workdir` with the component secret and the USERS registered."""
+    server = STARTERS[kind](workdir, component_secret=SECRET)
+    try:
+        for user, password in USERS.items():
+            server.register(user, password)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
 @pytest.fixture(scope="session")
 def prosody(tmp_path_factory: pytest.TempPathFactory) -> Iterator[XmppServer]:
-    server = start_prosody(tmp_path_factory.mktemp("prosody"), component_secret=SECRET)
-    for user, password in USERS.items():
-        server.register(user, password)
+    server = start_server("prosody", tmp_path_factory.mktemp("prosody"))
     yield server
     server.stop()
 
 
-@pytest.fixture
-def server(prosody: XmppServer) -> XmppServer:
-    """The XMPP server a test runs against (Prosody here; the ejabberd suite overrides it)."""
-    return prosody
+@pytest.fixture(scope="session")
+def ejabberd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[XmppServer]:
+    server = start_server("ejabberd", tmp_path_factory.mktemp("ejabberd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest) -> XmppServer:
+    """The XMPP server a test runs against: every test using it runs once per server (ids `[prosody]`, `[ejabberd]`).
+
+    Each session server starts on first use only.
+    """
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
 
 
 class Bot:
@@ -176,11 +200,13 @@ async def connect(server: XmppServer) -> AsyncIterator[ConnectClient]:
         return client
 
     yield connect_
+    # slixmpp replaces `disconnected` with a new future once a disconnect completes: take them first.
+    waits = [client.disconnected for client in clients]
     for client in clients:
         client.disconnect(wait=0.5)
-    for client in clients:
+    for waiting in waits:
         with suppress(TimeoutError):
-            await asyncio.wait_for(client.disconnected, 2)
+            await asyncio.wait_for(waiting, 2)
 
 
 def json_reply(obj: Any, status: int = 200, content_type: str = "application/json") -> Handler:

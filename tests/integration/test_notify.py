@@ -213,7 +213,9 @@ async def test_a_full_queue_drops_the_oldest(
         flush_seconds=0.5,
     )
     alice = await connect("alice")
-    for i in range(6):
+    alice.say(ECHO, "0")
+    await stuck.wait_for(1)  # the one worker now hangs on the first notification
+    for i in range(1, 6):
         alice.say(ECHO, str(i))
     for _ in range(6):
         await alice.next_message()

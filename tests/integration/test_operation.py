@@ -13,18 +13,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import COMPONENT, REPO, SECRET, USERS, WAIT, Bot, ConnectClient, StartComponent
-from xmpp_servers import XmppServer, free_port, start_prosody
+from conftest import COMPONENT, REPO, SECRET, SERVERS, WAIT, Bot, ConnectClient, StartComponent, start_server
+from xmpp_servers import XmppServer, free_port
 
 from component.xmpp import Backoff
 
 
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[XmppServer]:
-    """A Prosody of this test alone, which it may stop and restart."""
-    server = start_prosody(tmp_path / "prosody", component_secret=SECRET)
-    for user, password in USERS.items():
-        server.register(user, password)
+@pytest.fixture(params=SERVERS)
+def own_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[XmppServer]:
+    """A server of this test alone (Prosody or ejabberd), which it may stop and restart."""
+    server = start_server(request.param, tmp_path / request.param)
     yield server
     server.stop()
 

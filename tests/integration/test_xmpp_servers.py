@@ -115,7 +115,11 @@ async def login(server: XmppServer, user: str, password: str | None = None) -> C
     c.add_event_handler("session_start", on_start)
     c.add_event_handler("failed_all_auth", on_fail)
     c.connect(host="127.0.0.1", port=server.c2s_port)
-    await asyncio.wait_for(started, TIMEOUT)
+    try:
+        await asyncio.wait_for(started, TIMEOUT)
+    except BaseException:
+        c.abort()  # a failed login must not leave its socket to outlive the loop
+        raise
     return c
 
 

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from component.codec import ReplyError, Stanza, answers_iq, from_element, parse_reply, request_json
+from component.codec import ReplyError, Stanza, answers_iq, from_element, parse_reply, request_json, size_error
 from component.stanza import NS_COMPONENT
 
 DOMAIN = "bot.localhost"
@@ -233,3 +233,49 @@ def test_billion_laughs_is_refused_without_expansion() -> None:
     stanza = f"<!DOCTYPE m [{entities}]><message><body>&l9;</body></message>"
     with pytest.raises(ReplyError, match="DTD or entity"):
         reply({"stanza": stanza})
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        pytest.param('{"body": "x"}'.encode("utf-16"), "not valid UTF-8", id="utf-16-json"),
+        pytest.param(
+            b'{"to": "bob@bot.localhost", "body": "x"}',
+            "must not be a JID of bot.localhost itself",
+            id="to-own-domain-loops",
+        ),
+        pytest.param(
+            b'{"stanza": "<message to=\'x@Bot.LocalHost/r\'/>"}',
+            "must not be a JID of bot.localhost",
+            id="stanza-to-own-domain",
+        ),
+        pytest.param(b'{"type": "get"}', "'type' 'get' is not a message type", id="message-with-iq-type"),
+        pytest.param(b'{"kind": "presence", "type": "chat"}', "is not a presence type", id="presence-bad-type"),
+        pytest.param(b'{"stanza": "<message type=\'set\'/>"}', "is not a message type", id="stanza-bad-type"),
+        pytest.param(b"[" + b",".join([b"{}"] * 101) + b"]", "at most 100 at once", id="too-many-stanzas"),
+        pytest.param(
+            json.dumps({"stanza": "<message>" + "<a>" * 64 + "</a>" * 64 + "</message>"}).encode(),
+            "nested more than 64 levels",
+            id="too-deep",
+        ),
+    ],
+)
+def test_more_unusable_replies(body: bytes, reason: str) -> None:
+    with pytest.raises(ReplyError) as info:
+        parse_reply(MSG, DOMAIN, JSON, body)
+    assert reason in str(info.value)
+
+
+def test_utf8_bom_is_tolerated() -> None:
+    assert parse_reply(MSG, DOMAIN, JSON, b'\xef\xbb\xbf{"body": "bom"}')[0].body == "bom"
+
+
+def test_nesting_up_to_the_limit_is_fine() -> None:
+    stanza = "<message>" + "<a>" * 63 + "</a>" * 63 + "</message>"
+    assert len(reply({"stanza": stanza})) == 1
+
+
+def test_size_error_counts_utf8_bytes() -> None:
+    [small] = reply({"body": "é" * 100})
+    assert size_error([small], 1000) is None
+    assert "over component.max_stanza_bytes (250)" in (size_error([small], 250) or "")
