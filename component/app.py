@@ -10,11 +10,10 @@ import asyncio
 import logging
 import xml.etree.ElementTree as ET
 
-import aiohttp
 from aiohttp import web
 
-from component import api, codec, local
-from component.bot_client import new_session
+from component import api, codec, http1, local
+from component.bot_client import new_client
 from component.bridge import Bridge
 from component.codec import Stanza
 from component.config import Config, parse_listen
@@ -48,7 +47,7 @@ class App:
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()
         self._stopping = False
-        self._session: aiohttp.ClientSession | None = None
+        self._client: http1.Client | None = None
         self._runner: web.AppRunner | None = None
         self._supervisor: asyncio.Task[None] | None = None
         c = config.component
@@ -67,6 +66,7 @@ class App:
             self._answered(stanza)
             return
         if stanza.type == "error":
+            self.metrics.errors_received.inc()
             return  # never answer an error: no error loops
         try:
             if stanza.kind in self.config.bot.stanzas:
@@ -141,9 +141,9 @@ class App:
 
     async def start(self) -> None:
         bot = self.config.bot
-        self._session = new_session(bot.max_in_flight)
+        self._client = new_client()
         c = self.config.component
-        self.bridge = Bridge(bot, c.jid, self._session, self.send, self.metrics, c.max_stanza_bytes)
+        self.bridge = Bridge(bot, c.jid, self._client, self.send, self.metrics, c.max_stanza_bytes)
         self.notifier.start()
         listen = parse_listen("web.listen", self.config.web.listen)
         if listen is not None:
@@ -175,8 +175,8 @@ class App:
             await self._supervisor
         if self._runner is not None:
             await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            self._client.close()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start, serve until `stop` is set, stop (also after a failed start: whatever started is stopped)."""

@@ -12,9 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 
-import aiohttp
-
-from component import bot_client, codec, error_map, signing
+from component import bot_client, codec, error_map, http1, signing
 from component.codec import ReplyError, Stanza
 from component.config import BotSection, decode_signing_secret
 from component.error_map import XmppError
@@ -38,7 +36,7 @@ class Bridge:
         self,
         bot: BotSection,
         domain: str,
-        session: aiohttp.ClientSession,
+        client: http1.Client,
         send: Send,
         metrics: Metrics,
         max_stanza_bytes: int,
@@ -46,7 +44,7 @@ class Bridge:
         self._bot = bot
         self._max_stanza_bytes = max_stanza_bytes
         self._domain = domain
-        self._session = session
+        self._client = client
         self._send = send
         self._metrics = metrics
         media = codec.XMPP_XML if bot.format == "xml" else "application/json; charset=utf-8"
@@ -117,7 +115,7 @@ class Bridge:
             self._metrics.bot_in_flight.inc()
             started = time.perf_counter()
             try:
-                reply = await bot_client.post(self._session, url, body, headers, bot.timeout, bot.max_reply_bytes)
+                reply = await bot_client.post(self._client, url, body, headers, bot.timeout, bot.max_reply_bytes)
             except bot_client.BotFailure as failure:
                 return self._failed(stanza, failure.outcome, failure.error, failure.reason, url)
             finally:

@@ -73,7 +73,8 @@ def _child_text(elem: ET.Element, name: str) -> str | None:
     for child in elem:
         ns, local = split_tag(child.tag)
         if local == name and ns in STANZA_NAMESPACES:
-            return child.text or ""
+            # a body is text; should markup sneak in, its text counts too, as clients show it
+            return (child.text or "") if len(child) == 0 else "".join(child.itertext())
     return None
 
 
@@ -263,6 +264,9 @@ def _raw_reply(original: Stanza, domain: str, text: str) -> Stanza:
         attrib["id"] = new_id()
     if kind != "iq" and attrib.get("type") not in TYPES[kind]:
         raise ReplyError(f"'type' {attrib.get('type')!r} is not a {kind} type", "type")
+    if any(len(child) and split_tag(child.tag)[1] in ("body", "subject") for child in elem):
+        # RFC 6121: text only; servers differ on what they do with markup in there (dropped or kept)
+        raise ReplyError("'stanza' is unusable: a <body> or <subject> holds elements; they hold text only", "stanza")
     if kind == "iq" and (attrib.get("type") not in ("get", "set", "result", "error") or not attrib.get("id")):
         raise ReplyError("an iq needs 'type' get, set, result or error, and an 'id'", "stanza")
     return Stanza(

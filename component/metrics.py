@@ -18,6 +18,11 @@ class Metrics:
         self.stanzas_sent = Counter(
             "xmpp_stanzas_sent", "Stanzas sent to the XMPP server, by kind", ["kind"], registry=r
         )
+        self.errors_received = Counter(
+            "xmpp_errors_received",
+            "Stanzas of type error received (bounces of what we sent); never forwarded nor answered",
+            registry=r,
+        )
         self.stanzas_dropped = Counter(
             "xmpp_stanzas_dropped", "Stanzas that could not be sent because the stream was down", registry=r
         )

@@ -279,3 +279,8 @@ def test_size_error_counts_utf8_bytes() -> None:
     [small] = reply({"body": "é" * 100})
     assert size_error([small], 1000) is None
     assert "over component.max_stanza_bytes (250)" in (size_error([small], 250) or "")
+
+
+def test_markup_inside_a_body_is_refused() -> None:
+    with pytest.raises(ReplyError, match="hold text only"):
+        reply({"stanza": "<message><body>a<b/>c</body></message>"})

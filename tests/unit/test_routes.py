@@ -30,14 +30,14 @@ def bot(**values: object) -> BotSection:
     ids=["constant", "local", "bare-domain", "kind-and-type", "percent-encoded"],
 )
 def test_placeholders(url: str, to: str, expected: str) -> None:
-    assert str(Router(bot(url=url)).url_for(stanza(to))) == expected
+    assert Router(bot(url=url)).url_for(stanza(to)) == expected
 
 
 def test_routes_override_the_default_and_ignore_case() -> None:
     router = Router(bot(url="http://127.0.0.1:8080/", routes={"Weather": "http://127.0.0.1:8081/hook"}))
-    assert str(router.url_for(stanza("weather@bot.localhost"))) == "http://127.0.0.1:8081/hook"
-    assert str(router.url_for(stanza("WEATHER@bot.localhost"))) == "http://127.0.0.1:8081/hook"
-    assert str(router.url_for(stanza("echo@bot.localhost"))) == "http://127.0.0.1:8080/"
+    assert router.url_for(stanza("weather@bot.localhost")) == "http://127.0.0.1:8081/hook"
+    assert router.url_for(stanza("WEATHER@bot.localhost")) == "http://127.0.0.1:8081/hook"
+    assert router.url_for(stanza("echo@bot.localhost")) == "http://127.0.0.1:8080/"
 
 
 def test_without_a_default_unrouted_bots_have_no_url() -> None:
