@@ -128,6 +128,11 @@ def parse_reply(original: Stanza, domain: str, content_type: str | None, body: b
     value = _json(body, "its")
     if value is None:
         return []
+    return _objects(original, domain, value, require_to=False)
+
+
+def _objects(original: Stanza, domain: str, value: Any, require_to: bool) -> list[Stanza]:
+    """A JSON object, or an array of them, in the shape of a bot reply -> stanzas."""
     items: Sequence[Any] = value if isinstance(value, list) else [value]
     _count(items)
     out = []
@@ -135,6 +140,8 @@ def parse_reply(original: Stanza, domain: str, content_type: str | None, body: b
         where = f"item {index}: " if isinstance(value, list) else ""
         if not isinstance(item, dict):
             raise ReplyError(f"{where}expected a JSON object, got {type(item).__name__}")
+        if require_to and item.get("stanza") is None and not item.get("to"):
+            raise ReplyError(f"{where}'to' is required", "to")
         try:
             out.append(_object_reply(original, domain, item))
         except ReplyError as exc:
@@ -294,19 +301,6 @@ def api_stanzas(domain: str, media: str, body: bytes) -> list[Stanza]:
     if media == XMPP_XML:
         return [_raw_reply(origin, domain, _decode(body))]
     value = _json(body, "the")
-    items = value if isinstance(value, list) else [value]
-    if not items:
+    if value == []:
         raise ReplyError("the array is empty")
-    _count(items)
-    out = []
-    for index, item in enumerate(items):
-        where = f"item {index}: " if isinstance(value, list) else ""
-        if not isinstance(item, dict):
-            raise ReplyError(f"{where}expected a JSON object, got {type(item).__name__}")
-        if item.get("stanza") is None and not item.get("to"):
-            raise ReplyError(f"{where}'to' is required", "to")
-        try:
-            out.append(_object_reply(origin, domain, item))
-        except ReplyError as exc:
-            raise ReplyError(f"{where}{exc}", exc.field, exc.forbidden) from None
-    return out
+    return _objects(origin, domain, value, require_to=True)
