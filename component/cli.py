@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -38,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(cfg: config.Config) -> None:
+    # The stanza path makes little cyclic garbage: collect it less often, and never scan what start-up built.
+    # Cuts the p99 latency under load (docs/benchmarks.md).
+    gc.freeze()
+    gc.set_threshold(20000, 50, 50)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
