@@ -127,7 +127,7 @@ class App:
         assert answer.id is not None
         to, future = self._pending_iqs[answer.id]
         # Only the account asked answers a result; an error may come from its server instead.
-        if not future.done() and (answer.type == "error" or local.bare(answer.from_) == local.bare(to)):
+        if not future.done() and (answer.type == "error" or codec.bare(answer.from_) == codec.bare(to)):
             future.set_result(answer)
 
     # -- lifecycle ---------------------------------------------------------------------------------------

@@ -13,22 +13,15 @@ import time
 from collections.abc import Callable
 
 from component import bot_client, codec, error_map, http1, signing
-from component.codec import ReplyError, Stanza
+from component.codec import ReplyError, Stanza, error_reply
 from component.config import BotSection, decode_signing_secret
 from component.error_map import XmppError
 from component.metrics import Metrics
 from component.routes import Router
-from component.stanza import error_xml
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[Stanza], None]
-
-
-def error_reply(original: Stanza, error: XmppError) -> Stanza:
-    """The error answer to `original`, from its recipient back to its sender."""
-    xml = error_xml(original.kind, original.from_, original.to, original.id, error)
-    return Stanza(original.kind, original.from_, original.to, "error", original.id, None, xml)
 
 
 class Bridge:

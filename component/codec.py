@@ -14,6 +14,7 @@ from uuid import uuid4
 
 from slixmpp.jid import JID, InvalidJID
 
+from component.error_map import XmppError
 from component.stanza import (
     KINDS,
     NS_COMPONENT,
@@ -21,6 +22,7 @@ from component.stanza import (
     TYPES,
     Kind,
     StanzaError,
+    error_xml,
     escape_attr,
     escape_text,
     has_invalid_chars,
@@ -62,6 +64,23 @@ class Stanza:
     id: str | None
     body: str | None
     xml: str
+
+
+def bare(jid: str) -> str:
+    """'echo@bot.example/r' -> 'echo@bot.example'."""
+    return jid.partition("/")[0]
+
+
+def split_jid(jid: str) -> tuple[str, str]:
+    """(local part, domain) of a JID, as written: 'Echo@bot.example/r' -> ('Echo', 'bot.example')."""
+    local, _, domain = bare(jid).rpartition("@")
+    return local, domain
+
+
+def error_reply(original: Stanza, error: XmppError) -> Stanza:
+    """The error answer to `original`, from its recipient back to its sender."""
+    xml = error_xml(original.kind, original.from_, original.to, original.id, error)
+    return Stanza(original.kind, original.from_, original.to, "error", original.id, None, xml)
 
 
 def new_id() -> str:
@@ -203,7 +222,7 @@ def check_to(value: str, domain: str) -> str:
     """A valid recipient outside the component's own domain: a stanza sent there would come straight back to
     the bots, and an echo bot would answer itself forever."""
     to = check_jid("to", value)
-    if to.partition("/")[0].rpartition("@")[2] == domain:
+    if split_jid(to)[1] == domain:
         raise ReplyError(f"'to' must not be a JID of {domain} itself (it would loop back to the bots)", "to")
     return to
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from component import __version__, error_map
-from component.codec import Stanza
-from component.stanza import error_xml, escape_attr, escape_text, split_tag
+from component.codec import Stanza, bare, error_reply
+from component.stanza import escape_attr, escape_text, split_tag
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
@@ -17,10 +17,6 @@ NS_PING = "urn:xmpp:ping"
 NS_VERSION = "jabber:iq:version"
 FEATURES = (NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION)
 SOFTWARE = "xmpp-http-component"
-
-
-def bare(jid: str) -> str:
-    return jid.partition("/")[0]
 
 
 def _presence(to: str, from_: str, type_: str | None = None) -> Stanza:
@@ -50,11 +46,6 @@ def _iq_result(stanza: Stanza, payload: str) -> Stanza:
     return Stanza("iq", stanza.from_, stanza.to, "result", stanza.id, None, xml)
 
 
-def _iq_error(stanza: Stanza, error: error_map.XmppError) -> Stanza:
-    xml = error_xml("iq", stanza.from_, stanza.to, stanza.id, error)
-    return Stanza("iq", stanza.from_, stanza.to, "error", stanza.id, None, xml)
-
-
 def _payload(iq: ET.Element) -> ET.Element | None:
     children = list(iq)
     return children[0] if len(children) == 1 else None
@@ -81,4 +72,4 @@ def answer_iq(stanza: Stanza, element: ET.Element) -> list[Stanza]:
         if (ns, name) == (NS_VERSION, "query"):
             version = f"<name>{SOFTWARE}</name><version>{escape_text(__version__)}</version>"
             return [_iq_result(stanza, f'<query xmlns="{NS_VERSION}">{version}</query>')]
-    return [_iq_error(stanza, error_map.NOT_SUPPORTED)]
+    return [error_reply(stanza, error_map.NOT_SUPPORTED)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from component.codec import Stanza
+from component.codec import Stanza, split_jid
 from component.config import BotSection
 
 
@@ -16,16 +16,10 @@ class Router:
 
     def url_for(self, stanza: Stanza) -> str | None:
         """The bot URL for `stanza`, or None when no bot serves its recipient."""
-        local = local_part(stanza.to)
+        local = split_jid(stanza.to)[0]
         template = self._routes.get(local.lower(), self._default)
         if template is None or "{" not in template:
             return template
         return template.format(
             local=quote(local, safe=""), kind=quote(stanza.kind, safe=""), type=quote(stanza.type or "", safe="")
         )
-
-
-def local_part(jid: str) -> str:
-    """'Echo@bot.example/r' -> 'Echo'; the bare domain -> ''."""
-    bare = jid.partition("/")[0]
-    return bare.rpartition("@")[0]

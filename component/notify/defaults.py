@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from slixmpp.jid import JID, InvalidJID
 
+from component.codec import split_jid
 from component.events import Event
 
 
@@ -23,7 +24,7 @@ def _parts(jid: str) -> tuple[str, str]:
     try:
         parsed = JID(jid)
     except InvalidJID:
-        local, _, domain = jid.partition("/")[0].rpartition("@")
+        local, domain = split_jid(jid)
         return local.lower(), domain.lower()
     return parsed.user, parsed.domain
 

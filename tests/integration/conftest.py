@@ -68,6 +68,16 @@ def server(request: pytest.FixtureRequest) -> XmppServer:
     return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
 
 
+async def serve_posts(handler: Handler, shutdown_timeout: float = 60.0) -> tuple[web.AppRunner, str]:
+    """An aiohttp server on a free loopback port answering every POST with `handler`: (runner, base URL)."""
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
 class Bot:
     """A real aiohttp bot on loopback; `handler` decides each answer, `requests` keeps what was POSTed."""
 
@@ -84,14 +94,8 @@ class Bot:
         return await self.handler(request)
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}/bot"
+        self._runner, base = await serve_posts(self._handle)
+        self.url = f"{base}/bot"
 
     async def stop(self) -> None:
         if self._runner is not None:

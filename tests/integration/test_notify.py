@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import COMPONENT, REPO, WAIT, Bot, ConnectClient, component_config
+from conftest import COMPONENT, REPO, WAIT, Bot, ConnectClient, component_config, serve_posts
 from xmpp_servers import XmppServer
 
 from component.app import App
@@ -59,12 +59,7 @@ class Sink:
         return [body for p, _, body in self.requests if p == path]
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.host = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self._runner, self.host = await serve_posts(self._handle, shutdown_timeout=0.1)
 
     async def stop(self) -> None:
         if self._runner is not None:

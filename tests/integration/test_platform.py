@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import COMPONENT, WAIT, Bot, Client, ConnectClient, StartComponent, metric
+from conftest import COMPONENT, WAIT, Bot, Client, ConnectClient, StartComponent, metric, serve_posts
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -39,12 +39,7 @@ class RawBot:
         return self.reply(body)
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self._runner, self.url = await serve_posts(self._handle)
 
     async def stop(self) -> None:
         if self._runner is not None:
