@@ -48,6 +48,10 @@ class Bridge:
         self._tails: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
+        self._in_flight = 0
+        # read when scraped, not set on every stanza
+        metrics.bot_queued.set_function(lambda: len(self._tasks))
+        metrics.bot_in_flight.set_function(lambda: self._in_flight)
 
     @property
     def queued(self) -> int:
@@ -71,12 +75,7 @@ class Bridge:
         self._tails[key] = done
         task = asyncio.create_task(self._run(stanza, key, previous, done))
         self._tasks.add(task)
-        self._metrics.bot_queued.set(len(self._tasks))
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._metrics.bot_queued.set(len(self._tasks))
+        task.add_done_callback(self._tasks.discard)
 
     async def _run(
         self, stanza: Stanza, key: tuple[str, str], previous: asyncio.Future[None] | None, done: asyncio.Future[None]
@@ -105,14 +104,14 @@ class Bridge:
         body = stanza.xml.encode() if bot.format == "xml" else codec.request_json(stanza)
         headers = self._headers if self._secret is None else {**self._headers, **signing.headers(self._secret, body)}
         async with self._slots:
-            self._metrics.bot_in_flight.inc()
+            self._in_flight += 1
             started = time.perf_counter()
             try:
                 reply = await bot_client.post(self._client, url, body, headers, bot.timeout, bot.max_reply_bytes)
             except bot_client.BotFailure as failure:
                 return self._failed(stanza, failure.outcome, failure.error, failure.reason, url)
             finally:
-                self._metrics.bot_in_flight.dec()
+                self._in_flight -= 1
         self._metrics.bot_latency.observe(time.perf_counter() - started)
         if not 200 <= reply.status < 300:
             error = error_map.for_status(reply.status)
