@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -118,6 +119,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            children = [int(child) for child in (task / "children").read_text().split()]
+            found += children
+            todo += children
+    return found
+
+
+def server_process(pid: int) -> int:
+    """The process doing the server's work: ejabberdctl's Erlang VM (beam.smp) rather than the wrapper."""
+    for child in descendants(pid):
+        if Path(f"/proc/{child}/comm").read_text().strip().startswith("beam"):
+            return child
+    return pid
+
+
 def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -129,6 +149,29 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: floa
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"{what} did not listen on port {port}")
+
+
+BOTS = {"example": "examples/echo_bot.py", "lean": "bench/lean_bot.py"}
+
+
+def py_spy() -> str:
+    """py-spy from the venv (the `bench` extra) or from PATH."""
+    local = Path(sys.executable).with_name("py-spy")
+    found = str(local) if local.exists() else shutil.which("py-spy")
+    if not found:
+        raise SystemExit("BENCH_PROFILE needs py-spy: .venv/bin/pip install -e '.[bench]'")
+    return found
+
+
+def child_pid(pid: int, timeout: float = 10) -> int:
+    """The one child of `pid` (the component under py-spy)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.05)
+    raise RuntimeError("py-spy did not start the component")
 
 
 def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -204,11 +247,18 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=3000, help="messages per measurement (default 3000)")
     parser.add_argument("--window", type=int, action="append", help="messages in flight (default: 1 and 50)")
     parser.add_argument("--soak", type=int, default=0, help="then send this many more and report RSS growth")
+    parser.add_argument(
+        "--bot",
+        choices=sorted(BOTS),
+        default="example",
+        help="the echo bot: examples/echo_bot.py (aiohttp; default) or bench/lean_bot.py (a bare asyncio protocol)",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = parser.parse_args()
     windows = args.window or [1, 50]
     start = {"prosody": start_prosody, "ejabberd": start_ejabberd}[args.server]
     procs: list[subprocess.Popen[bytes]] = []
+    profiled: list[tuple[int, subprocess.Popen[bytes]]] = []
     with tempfile.TemporaryDirectory(prefix="xhc-bench-") as tmp:
         work = Path(tmp)
         server = start(work / args.server, component_secret=SECRET, component_domains=(COMPONENT,))
@@ -216,7 +266,7 @@ def main() -> int:
             for user, password in USERS.items():
                 server.register(user, password)
             bot_port = free_port()
-            bot = spawn([sys.executable, "examples/echo_bot.py", "--port", str(bot_port)], work / "bot.log")
+            bot = spawn([sys.executable, BOTS[args.bot], "--port", str(bot_port)], work / "bot.log")
             procs.append(bot)
             wait_port(bot_port, bot, "the echo bot")
             web_port = free_port()
@@ -226,13 +276,20 @@ def main() -> int:
                 f'[bot]\nurl = "http://127.0.0.1:{bot_port}/"\nmax_queued = 10000\n'
                 f'[web]\nlisten = "127.0.0.1:{web_port}"\n'
             )
-            component = spawn(
-                [sys.executable, "-m", "component", "--config", str(config), "--log-level", "WARNING"],
-                work / "component.log",
-                {"XMPP_COMPONENT_SECRET": SECRET},
-            )
+            command = [sys.executable, "-m", "component", "--config", str(config), "--log-level", "WARNING"]
+            profile = os.environ.get("BENCH_PROFILE")
+            if profile and profile.endswith(".prof"):  # cProfile: exact call counts, inflated Python costs
+                command = [sys.executable, "-m", "cProfile", "-o", profile, *command[1:]]
+                profile = ""
+            elif profile:  # py-spy starts the component (attaching to a running process needs ptrace rights)
+                fmt = "speedscope" if profile.endswith(".json") else "raw"
+                command = [py_spy(), "record", "-r", "1000", "-o", profile, "-f", fmt, "--", *command]
+            component = spawn(command, work / "component.log", {"XMPP_COMPONENT_SECRET": SECRET})
             procs.append(component)
             wait_port(web_port, component, "the component")
+            component_pid = child_pid(component.pid) if profile else component.pid
+            if profile:
+                profiled.append((component_pid, component))
             echo = spawn(
                 [
                     sys.executable,
@@ -257,32 +314,19 @@ def main() -> int:
             )
             procs.append(plain)
             time.sleep(1.0)  # the component and the echo clients log in
-            server_pid = server._proc.pid if server._proc is not None else 0
+            server_pid = server_process(server._proc.pid) if server._proc is not None else 0
             pids = {
-                "component": component.pid,
+                "component": component_pid,
                 "bot": bot.pid,
                 "echo_client": echo.pid,
                 "plain_client": plain.pid,
                 "server": server_pid,
             }
-            if os.environ.get("BENCH_PROFILE"):  # py-spy the component while it runs
-                procs.append(
-                    spawn(
-                        [
-                            "py-spy",
-                            "record",
-                            "-p",
-                            str(component.pid),
-                            "-o",
-                            os.environ["BENCH_PROFILE"],
-                            "-f",
-                            "speedscope" if os.environ["BENCH_PROFILE"].endswith(".json") else "flamegraph",
-                        ],
-                        work / "pyspy.log",
-                    )
-                )
             results = asyncio.run(measure(server, pids, args.n, windows, args.soak))
         finally:
+            for pid, wrapper in profiled:  # the component under py-spy: stop it, and py-spy then writes
+                os.kill(pid, signal.SIGTERM)
+                wrapper.wait(30)
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
             for proc in procs:
@@ -291,7 +335,7 @@ def main() -> int:
                 except subprocess.TimeoutExpired:
                     proc.kill()
             server.stop()
-    results = {"server": args.server, "python": sys.version.split()[0], **results}
+    results = {"server": args.server, "bot": args.bot, "python": sys.version.split()[0], **results}
     print(json.dumps(results, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

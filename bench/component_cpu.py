@@ -1,0 +1,150 @@
+"""The component's own cost per message, without an XMPP server: a stand-in server on loopback speaks the
+component protocol (XEP-0114 handshake, then chat messages with W in flight) to a real component process, whose
+bot is bench/lean_bot.py. It prints the component's CPU time per message (user + system, from /proc) and the
+rate. Use it to compare two versions of the component: the figures do not depend on Prosody or ejabberd.
+
+    python bench/component_cpu.py -n 50000 --window 50
+    python bench/component_cpu.py --repo ../other-checkout   # the same, against another checkout's component
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DOMAIN = "bot.localhost"
+SECRET = "bench-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+class StandIn:
+    """The server side of one component stream: handshake, then messages out and replies counted."""
+
+    def __init__(self) -> None:
+        self.connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+    async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        header = await reader.readuntil(b">")
+        if header.lstrip().startswith(b"<?xml"):
+            await reader.readuntil(b">")  # the stream header
+        writer.write(
+            b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+            b"xmlns:stream='http://etherx.jabber.org/streams' id='bench' from='" + DOMAIN.encode() + b"'>"
+        )
+        await reader.readuntil(b"</handshake>")
+        writer.write(b"<handshake/>")
+        await writer.drain()
+        self.connected.set_result((reader, writer))
+
+    @staticmethod
+    def message(i: int) -> bytes:
+        return (
+            f"<message from='alice@localhost/bench' to='echo@{DOMAIN}' type='chat' id='m{i}'>"
+            f"<body>hello number {i}</body></message>"
+        ).encode()
+
+    async def run(self, n: int, window: int) -> float:
+        reader, writer = await self.connected
+        sent = received = 0
+        started = time.perf_counter()
+        writer.write(b"".join(self.message(i) for i in range(min(window, n))))
+        sent = min(window, n)
+        while received < n:
+            data = await reader.read(65536)
+            if not data:
+                raise RuntimeError("the component closed the stream")
+            answered = data.count(b"</message>")
+            received += answered
+            more = min(answered, n - sent)
+            if more:
+                writer.write(b"".join(self.message(sent + i) for i in range(more)))
+                sent += more
+        return time.perf_counter() - started
+
+
+async def measure(args: argparse.Namespace, work: Path) -> dict[str, float]:
+    port = free_port()
+    stand_in = StandIn()
+    server = await asyncio.start_server(stand_in.accept, "127.0.0.1", port)
+    bot_port, web_port = free_port(), free_port()
+    bot = subprocess.Popen([sys.executable, str(HERE / "lean_bot.py"), "--port", str(bot_port)])
+    config = work / "config.toml"
+    config.write_text(
+        f'[component]\njid = "{DOMAIN}"\nsecret = "{SECRET}"\nport = {port}\n'
+        f'[bot]\nurl = "http://127.0.0.1:{bot_port}/"\nmax_queued = 100000\n'
+        f'[web]\nlisten = "127.0.0.1:{web_port}"\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(args.repo)}
+    command = [sys.executable, "-m", "component", "--config", str(config), "--log-level", "WARNING"]
+    if args.cprofile:
+        command[1:1] = ["-m", "cProfile", "-o", str(args.cprofile.resolve())]
+    component = subprocess.Popen(command, cwd=args.repo, env=env)
+    try:
+        wait_port(bot_port)
+        await asyncio.wait_for(asyncio.shield(stand_in.connected), 20)
+        await stand_in.run(min(args.n, 2000), args.window)  # warm-up
+        before = cpu_seconds(component.pid), cpu_seconds(bot.pid)
+        seconds = await stand_in.run(args.n, args.window)
+        after = cpu_seconds(component.pid), cpu_seconds(bot.pid)
+    finally:
+        component.terminate()
+        bot.terminate()
+        component.wait(10)
+        bot.wait(10)
+        server.close()
+    return {
+        "n": args.n,
+        "window": args.window,
+        "msgs_per_s": round(args.n / seconds, 1),
+        "component_cpu_us_per_msg": round((after[0] - before[0]) / args.n * 1e6, 1),
+        "bot_cpu_us_per_msg": round((after[1] - before[1]) / args.n * 1e6, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=50000, help="messages measured (default 50000)")
+    parser.add_argument("--window", type=int, default=50, help="messages in flight (default 50)")
+    parser.add_argument("--repo", type=Path, default=HERE.parent, help="the checkout whose component runs")
+    parser.add_argument("--cprofile", type=Path, help="run the component under cProfile, its stats written here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="xhc-cpu-") as tmp:
+        result = asyncio.run(measure(args, Path(tmp)))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
