@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 Send = Callable[[Stanza], None]
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # a cancelled waiter stays cancelled
+        waiter.set_result(None)
+
+
 class Bridge:
     def __init__(
         self,
@@ -83,7 +88,12 @@ class Bridge:
         try:
             replies = await self._ask(stanza)
             if previous is not None and not previous.done():
-                await asyncio.wait((previous,))  # wait for our turn without cancelling the predecessor
+                # Our turn comes when the predecessor is done. A waiter of our own, not `await previous`:
+                # cancelling this task must not cancel the predecessor (asyncio.wait does the same, at twice
+                # the cost).
+                turn = asyncio.get_running_loop().create_future()
+                previous.add_done_callback(lambda _: _wake(turn))
+                await turn
             for reply in replies:
                 self._send(reply)
         except Exception:  # the error boundary of the bot flow: log once, answer, keep serving
