@@ -1,15 +1,17 @@
 """Benchmark: the component path against the server's own floor, in one run, on loopback.
 
-    .venv/bin/python bench/bench.py [--server prosody|ejabberd] [-n 3000] [--window 1 --window 50]
-                                    [--soak 100000] [--out bench/results/prosody.json]
+    .venv/bin/python bench/bench.py [--server prosody|ejabberd] [--bot lean|example] [-n 3000]
+                                    [--window 1 --window 50] [--repeat 5] [--soak 100000]
+                                    [--out bench/results/prosody.json]
 
-Starts a private XMPP server, the example echo bot, the component (`python -m component`) and a plain XMPP
+Starts a private XMPP server, an echo bot (bench/lean_bot.py or examples/echo_bot.py), the component (`python -m component`) and a plain XMPP
 echo client (bench/echo_client.py), each in its own process. A slixmpp client then sends N chat messages with W
 in flight and waits for every reply, (a) to echo@bot.localhost: the component path, and (b) to the echo client:
 client-to-client routing through the same server, the floor, twice: with a lean peer that echoes at the XML
 level (bob) and with slixmpp's textbook echo client (carol). It prints msgs/s and p50/p90/p99 latency for
 each, the ratios, CPU time per message of every process, and the component's peak RSS; with --soak M it then
-sends M more messages through the component and reports its RSS growth after a warm-up.
+sends M more messages through the component and reports its RSS growth after a warm-up. With --repeat K the
+three paths run K times in turn and the medians are reported, with each round's ratio.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from slixmpp import ClientXMPP
@@ -105,6 +108,30 @@ def summary(seconds: float, latencies: list[float], errors: int) -> dict[str, fl
         "p99_ms": round(percentile(latencies, 99) * 1000, 2),
         "errors": errors,
     }
+
+
+def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rounds of {component, floor, floor_plain} -> the median of every figure, and the median of the ratios
+    taken round by round (with each round's ratio listed)."""
+    out: dict[str, Any] = {}
+    for name in ("component", "floor", "floor_plain"):
+        runs = [r[name] for r in rounds]
+        out[name] = {key: median([run[key] for run in runs]) for key in runs[0] if key != "cpu_us_per_msg"}
+        out[name]["errors"] = sum(run["errors"] for run in runs)
+        out[name]["cpu_us_per_msg"] = {
+            proc: median([run["cpu_us_per_msg"][proc] for run in runs]) for proc in runs[0]["cpu_us_per_msg"]
+        }
+    for key, figure, floor in (
+        ("ratio", "msgs_per_s", "floor"),
+        ("ratio_plain", "msgs_per_s", "floor_plain"),
+        ("p99_vs_floor", "p99_ms", "floor"),
+        ("p99_vs_floor_plain", "p99_ms", "floor_plain"),
+    ):
+        each = [round(r["component"][figure] / r[floor][figure], 3) for r in rounds]
+        out[key] = median(each)
+        if len(rounds) > 1:
+            out[key + "_each"] = each
+    return out
 
 
 def rss_kb(pid: int, field: str = "VmRSS") -> int:
@@ -196,7 +223,9 @@ async def login(server: XmppServer, user: str) -> Driver:
     return client
 
 
-async def measure(server: XmppServer, pids: dict[str, int], n: int, windows: list[int], soak: int) -> dict[str, Any]:
+async def measure(
+    server: XmppServer, pids: dict[str, int], n: int, windows: list[int], soak: int, repeat: int
+) -> dict[str, Any]:
     """`pids`: the processes whose CPU time per message is reported (the component's must be there)."""
     component_pid = pids["component"]
     pids = {**pids, "driver": os.getpid()}
@@ -208,22 +237,18 @@ async def measure(server: XmppServer, pids: dict[str, int], n: int, windows: lis
     await alice.run(bob_jid, min(n, 500), 10)
     await alice.run(carol_jid, min(n, 500), 10)
     for window in windows:
-        runs = {}
-        for name, target in (("component", f"echo@{COMPONENT}"), ("floor", bob_jid), ("floor_plain", carol_jid)):
-            cpu = {proc: cpu_seconds(pid) for proc, pid in pids.items()}
-            seconds, lat = await alice.run(target, n, window)
-            runs[name] = summary(seconds, lat, alice.errors)
-            runs[name]["cpu_us_per_msg"] = {  # type: ignore[assignment]
-                proc: round((cpu_seconds(pid) - cpu[proc]) / n * 1e6) for proc, pid in pids.items()
-            }
-        component, floor, plain = runs["component"], runs["floor"], runs["floor_plain"]
-        results["windows"][str(window)] = {
-            **runs,
-            "ratio": round(component["msgs_per_s"] / floor["msgs_per_s"], 3),
-            "ratio_plain": round(component["msgs_per_s"] / plain["msgs_per_s"], 3),
-            "p99_vs_floor": round(component["p99_ms"] / floor["p99_ms"], 2),
-            "p99_vs_floor_plain": round(component["p99_ms"] / plain["p99_ms"], 2),
-        }
+        rounds = []
+        for _ in range(repeat):  # the three paths in turn, so that a drift in the machine's speed hits all three
+            runs = {}
+            for name, target in (("component", f"echo@{COMPONENT}"), ("floor", bob_jid), ("floor_plain", carol_jid)):
+                cpu = {proc: cpu_seconds(pid) for proc, pid in pids.items()}
+                seconds, lat = await alice.run(target, n, window)
+                runs[name] = summary(seconds, lat, alice.errors)
+                runs[name]["cpu_us_per_msg"] = {  # type: ignore[assignment]
+                    proc: round((cpu_seconds(pid) - cpu[proc]) / n * 1e6) for proc, pid in pids.items()
+                }
+            rounds.append(runs)
+        results["windows"][str(window)] = combine(rounds)
     results["component_peak_rss_mb"] = round(rss_kb(component_pid, "VmHWM") / 1024, 1)
     if soak:
         await alice.run(f"echo@{COMPONENT}", 5000, 50)
@@ -246,6 +271,9 @@ def main() -> int:
     parser.add_argument("--server", choices=("prosody", "ejabberd"), default="prosody")
     parser.add_argument("-n", type=int, default=3000, help="messages per measurement (default 3000)")
     parser.add_argument("--window", type=int, action="append", help="messages in flight (default: 1 and 50)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of the three paths per window; medians are reported"
+    )
     parser.add_argument("--soak", type=int, default=0, help="then send this many more and report RSS growth")
     parser.add_argument(
         "--bot",
@@ -322,7 +350,7 @@ def main() -> int:
                 "plain_client": plain.pid,
                 "server": server_pid,
             }
-            results = asyncio.run(measure(server, pids, args.n, windows, args.soak))
+            results = asyncio.run(measure(server, pids, args.n, windows, args.soak, args.repeat))
         finally:
             for pid, wrapper in profiled:  # the component under py-spy: stop it, and py-spy then writes
                 os.kill(pid, signal.SIGTERM)

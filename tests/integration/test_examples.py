@@ -88,11 +88,12 @@ def _php() -> str:
 
 
 SIGNING_SECRET = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-BOTS = {
-    "php": ("echo_bot.php", "Did you say hello?"),
-    "python": ("echo_bot.py", "Did you say hello?"),
-    "php-signed": ("signed_echo_bot.php", "Did you say hello?"),
-    "python-signed": ("signed_bot.py", "Verified: hello"),
+BOTS = {  # paths from the repository's root
+    "php": ("examples/echo_bot.php", "Did you say hello?"),
+    "python": ("examples/echo_bot.py", "Did you say hello?"),
+    "php-signed": ("examples/signed_echo_bot.php", "Did you say hello?"),
+    "python-signed": ("examples/signed_bot.py", "Verified: hello"),
+    "bench-lean": ("bench/lean_bot.py", "Did you say hello?"),  # the benchmark's bot answers as the example does
 }
 
 
@@ -102,9 +103,9 @@ def example_bot(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tupl
     port = free_port()
     script, answer = BOTS[request.param]
     if script.endswith(".php"):
-        command = [_php(), "-S", f"127.0.0.1:{port}", str(EXAMPLES / script)]
+        command = [_php(), "-S", f"127.0.0.1:{port}", str(REPO / script)]
     else:
-        command = [sys.executable, str(EXAMPLES / script), "--host", "127.0.0.1", "--port", str(port)]
+        command = [sys.executable, str(REPO / script), "--host", "127.0.0.1", "--port", str(port)]
     log = tmp_path / "bot.log"
     env = {**os.environ, "WEBHOOK_SECRET": SIGNING_SECRET}
     with log.open("wb") as out:
