@@ -4,14 +4,15 @@
                                     [--window 1 --window 50] [--repeat 5] [--soak 100000]
                                     [--out bench/results/prosody.json]
 
-Starts a private XMPP server, an echo bot (bench/lean_bot.py or examples/echo_bot.py), the component (`python -m component`) and a plain XMPP
-echo client (bench/echo_client.py), each in its own process. A slixmpp client then sends N chat messages with W
-in flight and waits for every reply, (a) to echo@bot.localhost: the component path, and (b) to the echo client:
-client-to-client routing through the same server, the floor, twice: with a lean peer that echoes at the XML
-level (bob) and with slixmpp's textbook echo client (carol). It prints msgs/s and p50/p90/p99 latency for
-each, the ratios, CPU time per message of every process, and the component's peak RSS; with --soak M it then
-sends M more messages through the component and reports its RSS growth after a warm-up. With --repeat K the
-three paths run K times in turn and the medians are reported, with each round's ratio.
+Starts a private XMPP server, an echo bot (bench/lean_bot.py or examples/echo_bot.py), the component
+(`python -m component`) and two XMPP echo clients (bench/echo_client.py), each in its own process. A slixmpp
+client then sends N chat messages with W in flight and waits for every reply, (a) to echo@bot.localhost: the
+component path, and (b) to an echo client: client-to-client routing through the same server, the floor, twice:
+with a lean peer that echoes at the XML level (bob) and with slixmpp's textbook echo client (carol). It prints
+msgs/s and p50/p90/p99 latency for each, the ratios, CPU time per message of every process, and the
+component's peak RSS; with --soak M it then sends M more messages through the component and reports its RSS
+growth after a warm-up. With --repeat K the three paths run K times in turn and the medians are reported, with
+each round's ratio.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ class StandIn:
     """The server side of one component stream: handshake, then messages out and replies counted."""
 
     def __init__(self) -> None:
+        self.errors = 0
         self.connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
             asyncio.get_running_loop().create_future()
         )
@@ -86,6 +87,7 @@ class StandIn:
             if not data:
                 raise RuntimeError("the component closed the stream")
             answered = data.count(b"</message>")
+            self.errors += data.count(b'type="error"')
             received += answered
             more = min(answered, n - sent)
             if more:
@@ -130,6 +132,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, float]:
         "msgs_per_s": round(args.n / seconds, 1),
         "component_cpu_us_per_msg": round((after[0] - before[0]) / args.n * 1e6, 1),
         "bot_cpu_us_per_msg": round((after[1] - before[1]) / args.n * 1e6, 1),
+        "errors": stand_in.errors,
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 from component import bot_client, codec, error_map, http1, signing
@@ -24,9 +25,13 @@ log = logging.getLogger(__name__)
 Send = Callable[[Stanza], None]
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():  # a cancelled waiter stays cancelled
-        waiter.set_result(None)
+class _Turn:
+    """A stanza's place in its conversation; `replies` is set once its bot has answered (or failed)."""
+
+    __slots__ = ("replies",)
+
+    def __init__(self) -> None:
+        self.replies: list[Stanza] | None = None
 
 
 class Bridge:
@@ -50,7 +55,7 @@ class Bridge:
         self._router = Router(bot)
         self._secret = decode_signing_secret("bot.signing_secret", bot.signing_secret) if bot.signing_secret else None
         self._slots = asyncio.Semaphore(bot.max_in_flight)
-        self._tails: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._turns: dict[tuple[str, str], deque[_Turn]] = {}  # per conversation, in arrival order
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
         self._in_flight = 0
@@ -75,35 +80,47 @@ class Bridge:
             self._send(error_reply(stanza, error_map.QUEUE_FULL))
             return
         key = (stanza.from_, stanza.to)
-        previous = self._tails.get(key)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._tails[key] = done
-        task = asyncio.create_task(self._run(stanza, key, previous, done))
+        turn = _Turn()
+        waiting = self._turns.get(key)
+        if waiting is None:
+            waiting = self._turns[key] = deque()
+        waiting.append(turn)
+        task = asyncio.create_task(self._run(stanza, key, turn))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda task: self._done(task, key, turn))
 
-    async def _run(
-        self, stanza: Stanza, key: tuple[str, str], previous: asyncio.Future[None] | None, done: asyncio.Future[None]
-    ) -> None:
+    def _done(self, task: asyncio.Task[None], key: tuple[str, str], turn: _Turn) -> None:
+        self._tasks.discard(task)
+        if turn.replies is None:  # cancelled before it ever ran: its successors must not wait forever
+            turn.replies = []
+            self._release(key)
+
+    async def _run(self, stanza: Stanza, key: tuple[str, str], turn: _Turn) -> None:
         try:
-            replies = await self._ask(stanza)
-            if previous is not None and not previous.done():
-                # Our turn comes when the predecessor is done. A waiter of our own, not `await previous`:
-                # cancelling this task must not cancel the predecessor (asyncio.wait does the same, at twice
-                # the cost).
-                turn = asyncio.get_running_loop().create_future()
-                previous.add_done_callback(lambda _: _wake(turn))
-                await turn
-            for reply in replies:
-                self._send(reply)
+            turn.replies = await self._ask(stanza)
         except Exception:  # the error boundary of the bot flow: log once, answer, keep serving
             self._metrics.internal_errors.inc()
             log.exception("internal error while handling a %s from %s", stanza.kind, stanza.from_)
-            self._send(error_reply(stanza, XmppError("cancel", "internal-server-error")))
+            turn.replies = [error_reply(stanza, XmppError("cancel", "internal-server-error"))]
         finally:
-            done.set_result(None)
-            if self._tails.get(key) is done:
-                del self._tails[key]
+            if turn.replies is None:  # cancelled (shutdown): nothing to send, but the successors go on
+                turn.replies = []
+            self._release(key)
+
+    def _release(self, key: tuple[str, str]) -> None:
+        """Send the answered stanzas at the head of a conversation, in arrival order; a stanza still waiting
+        for its bot holds back the ones behind it."""
+        waiting = self._turns[key]
+        while waiting and (replies := waiting[0].replies) is not None:
+            waiting.popleft()
+            for reply in replies:
+                try:
+                    self._send(reply)
+                except Exception:
+                    self._metrics.internal_errors.inc()
+                    log.exception("internal error while sending a %s to %s", reply.kind, reply.to)
+        if not waiting:
+            del self._turns[key]
 
     async def _ask(self, stanza: Stanza) -> list[Stanza]:
         """POST one stanza and turn the outcome into the stanzas to send."""
