@@ -13,38 +13,17 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench import cpu_seconds, free_port, wait_port  # bench/bench.py, beside this file
+
 HERE = Path(__file__).resolve().parent
 DOMAIN = "bot.localhost"
 SECRET = "bench-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 class StandIn:
@@ -114,7 +93,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, float]:
         command[1:1] = ["-m", "cProfile", "-o", str(args.cprofile.resolve())]
     component = subprocess.Popen(command, cwd=args.repo, env=env)
     try:
-        wait_port(bot_port)
+        wait_port(bot_port, bot, "the lean bot")
         await asyncio.wait_for(asyncio.shield(stand_in.connected), 20)
         await stand_in.run(min(args.n, 2000), args.window)  # warm-up
         before = cpu_seconds(component.pid), cpu_seconds(bot.pid)
