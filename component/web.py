@@ -1,4 +1,7 @@
-"""The operator's HTTP server: /metrics (Prometheus text) and /healthz (200 only while the stream is up)."""
+"""The operator's HTTP server: /metrics (Prometheus text) and /healthz (200 only while the stream is up).
+
+Served by `component.http_server.serve` with `http_server.WEB_LIMITS`.
+"""
 
 from __future__ import annotations
 
@@ -23,21 +26,3 @@ def make_app(metrics: Metrics, is_up: Callable[[], bool]) -> web.Application:
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/healthz", healthz)
     return app
-
-
-class ListenError(Exception):
-    """A server could not listen where the configuration says; the message names the key."""
-
-
-async def start(app: web.Application, key: str, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Serve `app` on host:port (port 0 picks one); returns the runner, to clean up, and the bound port."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ListenError(f"{key}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
-    bound: int = runner.addresses[0][1]  # the real port when 0 was asked
-    return runner, bound

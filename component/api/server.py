@@ -1,11 +1,13 @@
-"""The send API: programs (bots first) send stanzas and iqs through the component. Off unless [api] listen.
+"""The send API's HTTP side: POST /v1/stanzas and POST /v1/iq.
 
 Every request is treated as hostile and checked in this order: size, then the bearer token (compared in
-constant time), then the content type, then the stream, then the body.
+constant time), then the content type, then the stream, then the body. A request refused before its body is
+read (413, 401, 415) is answered with `Connection: close` and its connection closed: the body is never read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,55 +15,70 @@ from typing import Any
 from aiohttp import web
 
 from component import codec
-from component.codec import ReplyError, Stanza
+from component.api.iq import IqWaiter, SendAll
+from component.codec import ReplyError, StanzaTooLarge
 from component.config import Config
+from component.http_server import API_LIMITS, Served, ServerLimits, serve
 from component.metrics import Metrics
+from component.stanza import Stanza
 
-SendAll = Callable[[list[Stanza]], bool]
-AskIq = Callable[[Stanza, float], Awaitable[Stanza | None]]
 MEDIA = (codec.JSON, codec.XMPP_XML)
+PATHS = ("/v1/stanzas", "/v1/iq")
+BODY_SECONDS = 10.0
 
 
-def _error(status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
+def _error(
+    status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None, close: bool = False
+) -> web.Response:
     body: dict[str, Any] = {"error": message}
     if field is not None:
         body["field"] = field
-    return web.json_response(body, status=status, headers=headers)
+    response = web.json_response(body, status=status, headers=headers)
+    if close:  # the body is left unread: say so, and close the connection once answered
+        response.force_close()
+    return response
 
 
 def make_app(
-    config: Config, metrics: Metrics, is_up: Callable[[], bool], send_all: SendAll, ask_iq: AskIq
+    config: Config, metrics: Metrics, is_up: Callable[[], bool], send_all: SendAll, waiter: IqWaiter
 ) -> web.Application:
     domain = config.component.jid
     limit = config.bot.max_reply_bytes
     token = config.api.token.encode()
     timeout = config.bot.timeout
+    too_big = f"the body is larger than bot.max_reply_bytes ({limit} bytes)"
 
     async def read_stanzas(request: web.Request) -> list[Stanza] | web.Response:
         if request.content_length is not None and request.content_length > limit:
-            return _error(413, f"the body is larger than bot.max_reply_bytes ({limit} bytes)")
+            return _error(413, too_big, close=True)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
             return _error(
                 401,
                 "a valid 'Authorization: Bearer <api.token>' header is required",
                 headers={"WWW-Authenticate": 'Bearer realm="xmpp-http-component"'},
+                close=True,
             )
         media = codec.media_type(request.content_type)
         if media not in MEDIA:
-            return _error(415, f"Content-Type must be {codec.JSON} or {codec.XMPP_XML}, got {media or 'none'!r}")
+            return _error(
+                415, f"Content-Type must be {codec.JSON} or {codec.XMPP_XML}, got {media or 'none'!r}", close=True
+            )
         try:
-            body = await request.read()
+            async with asyncio.timeout(BODY_SECONDS):  # a trickled body would hold a connection slot forever
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"the body is larger than bot.max_reply_bytes ({limit} bytes)")
+            return _error(413, too_big, close=True)
+        except TimeoutError:
+            return _error(408, f"the body did not arrive within {BODY_SECONDS:g} s", close=True)
         if not is_up():
             return _error(503, "the XMPP stream is down; nothing was sent, try again later")
         try:
-            stanzas = codec.api_stanzas(domain, media, body)
+            return codec.api_stanzas(domain, media, body, config.component.max_stanza_bytes)
+        except StanzaTooLarge as exc:
+            return _error(413, str(exc))
         except ReplyError as exc:
             return _error(403 if exc.forbidden else 400, str(exc), exc.field)
-        too_large = codec.size_error(stanzas, config.component.max_stanza_bytes)
-        return _error(413, too_large) if too_large is not None else stanzas
 
     @web.middleware
     async def count(
@@ -89,7 +106,7 @@ def make_app(
         if len(result) != 1 or result[0].kind != "iq" or result[0].type not in ("get", "set"):
             return _error(400, "expected exactly one iq of type get or set", "kind")
         try:
-            answer = await ask_iq(result[0], timeout)
+            answer = await waiter.ask(result[0], timeout, send_all)
         except ValueError as exc:
             return _error(400, str(exc), "id")
         if answer is None:
@@ -102,4 +119,18 @@ def make_app(
     return app
 
 
-PATHS = ("/v1/stanzas", "/v1/iq")
+async def start(
+    config: Config,
+    metrics: Metrics,
+    is_up: Callable[[], bool],
+    send_all: SendAll,
+    waiter: IqWaiter,
+    limits: ServerLimits = API_LIMITS,
+) -> Served:
+    """Serve the send API where `api.listen` says (call it only when that is set). Raises ListenError."""
+    listen = config.api.listen
+    if listen is None:
+        raise ValueError("api.listen is off")
+    return await serve(
+        make_app(config, metrics, is_up, send_all, waiter), "api.listen", listen.host, listen.port, limits
+    )
