@@ -1,4 +1,5 @@
-"""Command line: arguments, logging, exit codes; one asyncio.run, signals that set an Event."""
+"""Command line: arguments, logging, exit codes; one asyncio.run, signals that set an Event. `init` writes a
+starter configuration; `--check-config` shows the effective one."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from component import __version__, config
-from component.app import App
-from component.web import ListenError
+from component.http_server import ListenError
 
 EXIT_CONFIG = 2
 EXIT_START = 1
@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
         description="An XMPP component (XEP-0114) that POSTs stanzas to an HTTP bot and sends its replies back.",
     )
     parser.add_argument("--config", type=Path, default=Path("config.toml"), help="TOML file (default: config.toml)")
-    parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    parser.add_argument(
+        "--check-config", action="store_true", help="show the effective configuration (secrets masked) and exit"
+    )
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -35,7 +37,29 @@ def _parser() -> argparse.ArgumentParser:
         help="DEBUG also logs stanza contents (default: INFO)",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # A command is optional: without one, the component runs (`xmpp-http-component --config X` as ever).
+    commands = parser.add_subparsers(dest="command", metavar="{init}")
+    init = commands.add_parser("init", help="write a commented starter configuration")
+    init.add_argument("path", nargs="?", type=Path, default=Path("config.toml"), help="(default: config.toml)")
+    init.add_argument("--force", action="store_true", help="overwrite the file if it exists")
     return parser
+
+
+def _init(path: Path, force: bool) -> int:
+    text = config.starter(config.STARTER_TITLE.format(path=path)).as_string()
+    try:
+        with path.open("w" if force else "x", encoding="utf-8") as file:  # "x": never over an existing file
+            file.write(text)
+    except FileExistsError:
+        print(f"xmpp-http-component: {path} exists; use --force to overwrite it", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"xmpp-http-component: cannot write {path} ({exc.strerror})", file=sys.stderr)
+        return EXIT_START
+    print(f"wrote {path}: a starter configuration, every option documented beside it")
+    print(f"next: set component.secret (or ${config.SECRET_ENV}) and bot.url, then check it with")
+    print(f"  xmpp-http-component --config {path} --check-config")
+    return 0
 
 
 async def _serve(cfg: config.Config) -> None:
@@ -47,6 +71,8 @@ async def _serve(cfg: config.Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    from component.app import App  # here: `init` and `--check-config` need only the configuration
+
     await App(cfg).run(stop)
 
 
@@ -66,13 +92,17 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "init":
+        return _init(args.path, args.force)
     try:
         cfg = config.load(args.config)
     except config.ConfigError as exc:
         print(f"xmpp-http-component: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check_config:
-        print(f"{args.config}: ok (component {cfg.component.jid}, bot {cfg.bot.url})")
+        print(f"# {args.config}, as read: every key with its value, defaults included, secrets masked")
+        print(config.describe(cfg), end="")
+        print(f"{args.config}: ok")
         return 0
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # slixmpp logs every TCP close at INFO and stanza traffic at DEBUG; our own lines say what matters.

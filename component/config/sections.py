@@ -1,0 +1,275 @@
+"""The component's own sections ([component], [bot], [presence], [web], [api]) and `Config`, which holds them and
+notify's; `from_dict` and `load` read a whole configuration into it, checked in one pass."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomlkit
+from slixmpp.jid import JID, InvalidJID
+from tomlkit.exceptions import TOMLKitError
+
+from component.config.toml_errors import syntax_error
+from component.notify import config as notify
+from component.options import (
+    MASK,
+    ConfigError,
+    Converter,
+    ListenAddress,
+    expect,
+    masked,
+    non_empty,
+    opt,
+    positive,
+    read_section,
+)
+from component.stanza import KINDS, Kind
+
+SECRET_ENV = "XMPP_COMPONENT_SECRET"
+SIGNING_SECRET_ENV = "XMPP_COMPONENT_SIGNING_SECRET"
+API_TOKEN_ENV = "XMPP_COMPONENT_API_TOKEN"
+URL_PLACEHOLDERS = {"local": "x", "kind": KINDS[0], "type": "chat"}  # with the sample values a URL is checked with
+
+
+# --- Checks of values, beyond their types -----------------------------------------------------------------------
+
+
+def _domain(key: str, value: str) -> str:
+    try:
+        jid = JID(value)
+    except InvalidJID as exc:
+        raise ConfigError(f"{key}: expected a domain such as 'bot.example.com', got {value!r} ({exc})") from None
+    if jid.user or jid.resource or not jid.domain:
+        raise ConfigError(f"{key}: expected a bare domain such as 'bot.example.com', got {value!r}")
+    return jid.domain
+
+
+def _port(key: str, value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"{key}: expected a TCP port from 1 to 65535, got {value}")
+    return value
+
+
+def _bot_url(key: str, value: str) -> str:
+    """An http(s) URL that may hold the placeholders {local}, {kind} and {type}; '' when routes cover all. Stored
+    as written: the bot client encodes it (IDNA hosts, percent-encoded paths)."""
+    if value == "":
+        return value
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc} in {value!r} (write {{{{ and }}}} for literal braces)") from None
+    for name in names:
+        if name not in URL_PLACEHOLDERS:
+            known = ", ".join("{" + p + "}" for p in URL_PLACEHOLDERS)
+            raise ConfigError(f"{key}: unknown placeholder {{{name}}} (known: {known})")
+    # The bot client's own reading of URLs: what passes here, it can send to. Imported when a URL is checked, so
+    # that reading a configuration does not load the HTTP client.
+    from component.bot.client import parse_url
+
+    try:
+        parse_url(value.format(**URL_PLACEHOLDERS))
+    except ValueError as exc:
+        filled = f" (with {', '.join(f'{{{n}}} = {v!r}' for n, v in URL_PLACEHOLDERS.items())})" if names else ""
+        raise ConfigError(f"{key}: {exc}{filled}") from None
+    return value
+
+
+def _routes(key: str, value: dict[str, str]) -> dict[str, str]:
+    routes = {}
+    for local, url in value.items():
+        if not local or "@" in local or "/" in local:
+            raise ConfigError(f"{key}.{local}: expected the local part of a bot JID, such as 'weather'")
+        routes[local.lower()] = _bot_url(f"{key}.{local}", non_empty(f"{key}.{local}", url))
+    return routes
+
+
+def _read_signing_key(key: str, value: Any) -> bytes | None:
+    """A Standard Webhooks secret, 'whsec_' + base64, -> the key bytes; '' -> None (unsigned)."""
+    if expect(key, value, (str,), "a string") == "":
+        return None
+    try:
+        secret = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{key}: expected 'whsec_' followed by base64 (a Standard Webhooks secret)") from None
+    if len(secret) < 16:
+        raise ConfigError(f"{key}: the secret is {len(secret)} bytes; use at least 16 (24 to 64 is usual)")
+    return secret
+
+
+def _show_signing_key(key: bytes | None) -> str:
+    return "" if key is None else "whsec_" + base64.b64encode(key).decode()
+
+
+def _headers(key: str, value: dict[str, str]) -> dict[str, str]:
+    for name, header in value.items():
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            raise ConfigError(f"{key}.{name}: not a valid HTTP header name")
+        if "\r" in header or "\n" in header:
+            raise ConfigError(f"{key}.{name}: header values must not contain line breaks")
+        if not re.fullmatch(r"[\t\x20-\x7e]*", header):
+            # sent as is on every request: a value outside ASCII would fail there, not here
+            raise ConfigError(
+                f"{key}.{name}: header values must be printable ASCII (percent- or base64-encode the rest)"
+            )
+    return value
+
+
+def _masked_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {name: MASK if name.lower() == "authorization" else value for name, value in headers.items()}
+
+
+# --- The sections -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentSection:
+    jid: str = opt(
+        "the component's domain (every JID of it is served), e.g. 'bot.example.com'",
+        check=_domain,
+        example="bot.example.com",
+    )
+    secret: str = opt(
+        f"the shared secret of the XMPP server's component port; ${SECRET_ENV} overrides it",
+        check=non_empty,
+        env=SECRET_ENV,
+        mask=masked,
+    )
+    host: str = opt("address of the XMPP server's component port", "127.0.0.1", non_empty)
+    port: int = opt("the XMPP server's component port", 5347, _port)
+    max_stanza_bytes: int = opt(
+        "largest stanza written to the server; keep it under the server's own limit "
+        "(Prosody: component_stanza_size_limit, 512 KiB by default)",
+        500000,
+        positive,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BotSection:
+    url: str = opt(
+        "where stanzas are POSTed; may hold {local}, {kind}, {type} (filled in percent-encoded), e.g. "
+        "'http://127.0.0.1:8080/bots/{local}'; optional when routes name every bot",
+        "",
+        _bot_url,
+        example="http://127.0.0.1:8080/",
+    )
+    routes: dict[str, str] = opt(
+        "local part -> the URL of its own bot, overriding url for it, e.g. { weather = 'http://127.0.0.1:8081/hook' }",
+        {},
+        _routes,
+    )
+    format: Literal["json", "xml"] = opt(
+        "what is POSTed: 'json' (mod_component_http's JSON) or 'xml' (the stanza, as application/xmpp+xml)", "json"
+    )
+    signing_key: bytes | None = opt(
+        f"'whsec_' + base64: sign every request the Standard Webhooks way; ${SIGNING_SECRET_ENV} overrides it; "
+        "'' leaves requests unsigned",
+        None,
+        key="signing_secret",
+        read=Converter(_read_signing_key, _show_signing_key),
+        env=SIGNING_SECRET_ENV,
+        mask=masked,
+    )
+    stanzas: frozenset[Kind] = opt(
+        f"stanza kinds forwarded to the bot: any of {', '.join(KINDS)}", frozenset({"message"})
+    )
+    timeout: float = opt("seconds one bot request may take, reply included", 10.0, positive)
+    max_in_flight: int = opt("bot requests under way at once", 100, positive)
+    max_queued: int = opt(
+        "stanzas waiting for the bot; past that, senders get wait/resource-constraint at once", 1000, positive
+    )
+    max_reply_bytes: int = opt("largest bot reply body read, in bytes", 1048576, positive)
+    headers: dict[str, str] = opt(
+        "extra request headers, e.g. { Authorization = 'Bearer ...' }", {}, _headers, mask=_masked_headers
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSection:
+    resource: str = opt("resource of the always-online presence sent for bot JIDs", "default", non_empty)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSection:
+    listen: ListenAddress | None = opt(
+        "address of /metrics and /healthz, 'host:port' or '[::1]:port'; '' turns the server off",
+        ListenAddress("127.0.0.1", 9090),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSection:
+    listen: ListenAddress | None = opt(
+        "address of the send API (POST /v1/stanzas, /v1/iq), e.g. '127.0.0.1:8088'; '' (the default) turns it off",
+        None,
+    )
+    token: str = opt(
+        f"bearer token the send API requires (required with listen); ${API_TOKEN_ENV} overrides it",
+        "",
+        env=API_TOKEN_ENV,
+        mask=masked,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole configuration: the component's sections, and notify's pools and handlers."""
+
+    component: ComponentSection
+    bot: BotSection
+    presence: PresenceSection = field(default_factory=PresenceSection)
+    web: WebSection = field(default_factory=WebSection)
+    api: ApiSection = field(default_factory=ApiSection)
+    pools: dict[str, notify.HttpPool] = field(default_factory=dict)
+    handlers: tuple[notify.PushHandler, ...] = ()
+
+
+SECTIONS: dict[str, type] = {
+    "component": ComponentSection,
+    "bot": BotSection,
+    "presence": PresenceSection,
+    "web": WebSection,
+    "api": ApiSection,
+}
+NOTIFY_SECTIONS = ("outgoing_pools", "event_pusher")
+
+
+def from_dict(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
+    """Check a plain (already parsed) configuration; the environment may supply the secrets."""
+    env = os.environ if env is None else env
+    for key in raw:
+        if key not in SECTIONS and key not in NOTIFY_SECTIONS:
+            raise ConfigError(f"{key}: unknown section (known: {', '.join((*SECTIONS, *NOTIFY_SECTIONS))})")
+    built: dict[str, Any] = {name: read_section(cls, name, raw.get(name, {}), env) for name, cls in SECTIONS.items()}
+    pools, handlers = notify.read(raw)
+    config = Config(**built, pools=pools, handlers=handlers)
+    if not config.bot.url and not config.bot.routes:
+        raise ConfigError("bot.url: required unless [bot.routes] names every bot (where stanzas are POSTed)")
+    if config.api.listen is not None and not config.api.token:
+        raise ConfigError(f"api.token: required when api.listen is set (or set ${API_TOKEN_ENV})")
+    return config
+
+
+def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and check a TOML file; every problem is a `ConfigError` with one line of text."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the configuration file is not UTF-8") from None
+    try:
+        raw = tomlkit.parse(text).unwrap()
+    except TOMLKitError as exc:
+        line, sentence = syntax_error(text, exc)
+        raise ConfigError(f"{path}{f':{line}' if line else ''}: not valid TOML: {sentence}") from None
+    return from_dict(raw, env)
