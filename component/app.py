@@ -1,7 +1,6 @@
-"""Builds the parts and runs them: start in dependency order, stop in reverse.
+"""Wiring and lifecycle: builds the parts, starts them in dependency order, stops them in reverse.
 
-Every stanza from the server passes `App.dispatch`: type=error stanzas are dropped before any I/O (no
-error loops), kinds listed in `bot.stanzas` go to the bot, the rest is answered locally.
+Stanzas in: stream -> Inbound (the bot bridge or the local answers). Stanzas out: everyone -> Outbox -> stream.
 """
 
 from __future__ import annotations
@@ -10,22 +9,22 @@ import asyncio
 import logging
 import xml.etree.ElementTree as ET
 
-from aiohttp import web
-
-from component import api, codec, http1, local
-from component.bot_client import new_client
-from component.bridge import Bridge
-from component.codec import Stanza
-from component.config import Config, parse_listen
-from component.events import Event
+from component import http_server, web
+from component.api import server as api_server
+from component.api.iq import IqWaiter
+from component.bot.bridge import Bridge
+from component.bot.client import Client
+from component.config import Config
+from component.inbound import Inbound
 from component.metrics import Metrics
 from component.notify.pusher import Notifier
-from component.web import make_app
-from component.web import start as start_web
+from component.outbox import Outbox
+from component.stanza import Stanza
 from component.xmpp import DEFAULT_BACKOFF, Backoff, ComponentStream
 
 log = logging.getLogger(__name__)
 NOTIFY_FLUSH_SECONDS = 5.0
+USER_AGENT = "xmpp-http-component"
 
 
 class App:
@@ -40,143 +39,83 @@ class App:
         self.flush_seconds = flush_seconds
         self.metrics = metrics or Metrics()
         self.backoff = backoff
+        self.connected = asyncio.Event()
         self.web_port: int | None = None
         self.api_port: int | None = None
-        self._api_runner: web.AppRunner | None = None
-        self._pending_iqs: dict[str, tuple[str, asyncio.Future[Stanza]]] = {}
-        self.connected = asyncio.Event()
+        self._web: http_server.Served | None = None
+        self._api: http_server.Served | None = None
         self._stop = asyncio.Event()
         self._stopping = False
-        self._client: http1.Client | None = None
-        self._runner: web.AppRunner | None = None
         self._supervisor: asyncio.Task[None] | None = None
         c = config.component
-        self.stream = ComponentStream(c.jid, c.secret, c.host, c.port, self.dispatch)
-        self.bridge: Bridge | None = None
         self.notifier = Notifier(config, self.metrics)
+        emit = self.notifier.emit if config.handlers else None
+        self.iq_waiter = IqWaiter()
+        self.http = Client({"User-Agent": USER_AGENT}, max_idle_per_origin=config.bot.max_in_flight)
+        self.stream = ComponentStream(c.jid, c.secret, c.host, c.port, self._receive, self._refused)
+        self.outbox = Outbox(self.stream, self.metrics, c.jid, c.max_stanza_bytes, emit)
+        self.bridge = Bridge(config.bot, c.jid, self.http, self.outbox.send, self.metrics, c.max_stanza_bytes)
+        self.inbound = Inbound(
+            config.bot.stanzas,
+            self.bridge.submit,
+            self.outbox.send,
+            self.iq_waiter,
+            self.metrics,
+            config.presence.resource,
+            c.jid,
+            emit,
+        )
 
-    # -- the way in --------------------------------------------------------------------------------------
-    def dispatch(self, stanza: Stanza, element: ET.Element) -> None:
-        self.metrics.received[stanza.kind].inc()
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("received %s", stanza.xml)
-        if self.notifier.active:
-            self.notifier.emit(Event.of("in", stanza, self.config.component.jid))
-        if stanza.kind == "iq" and stanza.type in ("result", "error") and stanza.id in self._pending_iqs:
-            self._answered(stanza)
-            return
-        if stanza.type == "error":
-            self.metrics.errors_received.inc()
-            return  # never answer an error: no error loops
-        try:
-            if stanza.kind in self.config.bot.stanzas:
-                assert self.bridge is not None
-                self.bridge.submit(stanza)
-            elif stanza.kind == "presence":
-                for reply in local.answer_presence(stanza, self.config.presence.resource):
-                    self.send(reply)
-            elif stanza.kind == "iq":
-                for reply in local.answer_iq(stanza, element):
-                    self.send(reply)
-        except Exception:  # the error boundary of the local flow
-            self.metrics.internal_errors.inc()
-            log.exception("internal error while handling a %s from %s", stanza.kind, stanza.from_)
+    # the stream is built before the parts it feeds: it calls them through these two
+    def _receive(self, stanza: Stanza, element: ET.Element) -> None:
+        self.inbound.receive(stanza, element)
 
-    # -- the way out -------------------------------------------------------------------------------------
-    def send(self, stanza: Stanza) -> None:
-        too_large = codec.size_error((stanza,), self.config.component.max_stanza_bytes)
-        if too_large is not None:  # the server would close the stream on it; the bot flow and the API say so
-            self.metrics.stanzas_dropped.inc()
-            log.warning("not sent to %s: %s", stanza.to, too_large)
-            return
-        if self.stream.send_text(stanza.xml):
-            self.metrics.sent[stanza.kind].inc()
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("sent %s", stanza.xml)
-            if self.notifier.active:
-                self.notifier.emit(Event.of("out", stanza, self.config.component.jid))
-        else:
-            self.metrics.stanzas_dropped.inc()
-            log.warning("stream down: could not send a %s to %s", stanza.kind, stanza.to)
+    def _refused(self, stanza: Stanza) -> None:
+        self.outbox.send(stanza)
 
-    def send_all(self, stanzas: list[Stanza]) -> bool:
-        """Send every stanza, or none when the stream is down."""
-        if not self.stream.up:
-            return False
-        for stanza in stanzas:
-            self.send(stanza)
-        return True
-
-    async def ask_iq(self, iq: Stanza, timeout: float) -> Stanza | None:
-        """Send an iq get/set and wait for its answer (None after `timeout` seconds or if it cannot be sent)."""
-        assert iq.id is not None
-        if iq.id in self._pending_iqs:
-            raise ValueError(f"an iq with id {iq.id!r} is already waiting for its answer")
-        future: asyncio.Future[Stanza] = asyncio.get_running_loop().create_future()
-        self._pending_iqs[iq.id] = (iq.to, future)
-        try:
-            if not self.send_all([iq]):
-                return None
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            return None
-        finally:
-            del self._pending_iqs[iq.id]
-
-    def _answered(self, answer: Stanza) -> None:
-        assert answer.id is not None
-        to, future = self._pending_iqs[answer.id]
-        # Only the account asked answers a result; an error may come from its server instead.
-        if not future.done() and (answer.type == "error" or codec.bare(answer.from_) == codec.bare(to)):
-            future.set_result(answer)
-
-    # -- lifecycle ---------------------------------------------------------------------------------------
     def _stream_changed(self, up: bool) -> None:
         self.metrics.xmpp_connected.set(1 if up else 0)
         if up:
             self.metrics.xmpp_connects.inc()
+            self.outbox.stream_up()
             self.connected.set()
         else:
             self.connected.clear()
 
     async def start(self) -> None:
-        bot = self.config.bot
-        self._client = new_client()
-        c = self.config.component
-        self.bridge = Bridge(bot, c.jid, self._client, self.send, self.metrics, c.max_stanza_bytes)
         self.notifier.start()
-        listen = parse_listen("web.listen", self.config.web.listen)
+        listen = self.config.web.listen
         if listen is not None:
-            self._runner, self.web_port = await start_web(
-                make_app(self.metrics, lambda: self.stream.up), "web.listen", *listen
-            )
-            log.info("serving /metrics and /healthz on %s:%d", listen[0], self.web_port)
+            app = web.make_app(self.metrics, lambda: self.stream.up)
+            self._web = await http_server.serve(app, "web.listen", listen.host, listen.port, http_server.WEB_LIMITS)
+            self.web_port = self._web.port
+            log.info("serving /metrics and /healthz on %s:%d", listen.host, self.web_port)
         self._supervisor = asyncio.create_task(self.stream.maintain(self._stop, self.backoff, self._stream_changed))
-        api_listen = parse_listen("api.listen", self.config.api.listen)
-        if api_listen is not None:
-            api_app = api.make_app(self.config, self.metrics, lambda: self.stream.up, self.send_all, self.ask_iq)
-            self._api_runner, self.api_port = await start_web(api_app, "api.listen", *api_listen)
-            log.info("send API on %s:%d", api_listen[0], self.api_port)
+        if self.config.api.listen is not None:
+            self._api = await api_server.start(
+                self.config, self.metrics, lambda: self.stream.up, self.outbox.send_all, self.iq_waiter
+            )
+            self.api_port = self._api.port
+            log.info("send API on %s:%d", self.config.api.listen.host, self.api_port)
 
     async def stop(self) -> None:
-        """Refuse new stanzas, drain the bot requests and flush notifications (bounded), close the stream, the
-        web server, the sessions. Safe to call twice."""
+        """Stop taking API requests; refuse new stanzas (each sender is told) while the bot requests under way
+        finish (bounded); flush notifications; close the stream, then the servers and the client. Safe to call
+        twice."""
         if self._stopping:
             return
         self._stopping = True
-        if self._api_runner is not None:
-            await self._api_runner.cleanup()
-        self.stream.pause()
-        if self.bridge is not None:
-            await self.bridge.drain(self.config.bot.timeout + 1)
+        if self._api is not None:
+            await self._api.close()
+        await self.bridge.drain(self.config.bot.timeout + 1)
         await self.notifier.stop(self.flush_seconds)
         self._stop.set()
         if self._supervisor is not None:
             await self._supervisor
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._client is not None:
-            self._client.close()
+        self.outbox.discard_held()
+        if self._web is not None:
+            await self._web.close()
+        self.http.close()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start, serve until `stop` is set, stop (also after a failed start: whatever started is stopped)."""

@@ -1,45 +1,29 @@
-"""Pure: a received stanza -> the JSON POSTed to the bot; the bot's HTTP reply -> stanzas to send.
+"""Pure: the wire format of the bot flow and the send API. A received stanza -> the JSON POSTed to the bot; a
+bot's 2xx reply (or a send API request) -> the stanzas to send, checked and completed.
 
-The wire format is mod_component_http's (to, from, kind, stanza, body), plus type and id.
+The request is mod_component_http's (to, from, kind, stanza, body), plus type and id.
 """
 
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
-from uuid import uuid4
 
-from slixmpp.jid import JID, InvalidJID
-
-from component.error_map import XmppError
-from component.stanza import (
-    KINDS,
-    NS_COMPONENT,
-    STANZA_NAMESPACES,
-    TYPES,
-    Kind,
-    StanzaError,
-    error_xml,
-    escape_attr,
-    escape_text,
-    has_invalid_chars,
-    parse_stanza,
-    serialize,
-    split_tag,
-)
+from component import error_map
+from component.stanza import TYPES, Stanza, as_kind, build, child_text, error_reply, new_id, normalise_jid
+from component.stanza import parse as parse_stanza
+from component.xml import NS_COMPONENT, XmlError, has_invalid_chars, serialize, split_tag
 
 JSON = "application/json"
-_json_str = json.encoder.encode_basestring  # the C string encoder; non-ASCII kept as is, like ensure_ascii=False
 XMPP_XML = "application/xmpp+xml"
 REPLY_FIELDS = ("to", "from", "kind", "stanza", "body", "type", "id")
 MAX_STANZAS = 100  # per bot reply or send API request
+_json_str = json.encoder.encode_basestring  # the C string encoder; non-ASCII kept as is, like ensure_ascii=False
 
 
 class ReplyError(ValueError):
-    """A 200 reply (or a send API request) that cannot be turned into stanzas; the message says why, for the
+    """A bot reply (or a send API request) that cannot be turned into stanzas; the message says why, for the
     sender and the log. `field` names the culprit when one does; `forbidden` marks what is refused on principle
     (a `from` outside the domain, a DTD) rather than malformed."""
 
@@ -49,68 +33,8 @@ class ReplyError(ValueError):
         self.forbidden = forbidden
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass is built five times slower, on every stanza
-class Stanza:
-    """A stanza as plain values, and its XML text.
-
-    Received stanzas carry `xml` as standalone text (jabber:client); stanzas to send carry it written for the
-    component stream.
-    """
-
-    kind: Kind
-    to: str
-    from_: str
-    type: str | None
-    id: str | None
-    body: str | None
-    xml: str
-
-
-def bare(jid: str) -> str:
-    """'echo@bot.example/r' -> 'echo@bot.example'."""
-    return jid.partition("/")[0]
-
-
-def split_jid(jid: str) -> tuple[str, str]:
-    """(local part, domain) of a JID, as written: 'Echo@bot.example/r' -> ('Echo', 'bot.example')."""
-    local, _, domain = bare(jid).rpartition("@")
-    return local, domain
-
-
-def error_reply(original: Stanza, error: XmppError) -> Stanza:
-    """The error answer to `original`, from its recipient back to its sender."""
-    xml = error_xml(original.kind, original.from_, original.to, original.id, error)
-    return Stanza(original.kind, original.from_, original.to, "error", original.id, None, xml)
-
-
-def new_id() -> str:
-    """An unguessable stanza id (answers to it are matched by id)."""
-    return uuid4().hex
-
-
-def _child_text(elem: ET.Element, name: str) -> str | None:
-    for child in elem:
-        ns, local = split_tag(child.tag)
-        if local == name and ns in STANZA_NAMESPACES:
-            # a body is text; should markup sneak in, its text counts too, as clients show it
-            return (child.text or "") if len(child) == 0 else "".join(child.itertext())
-    return None
-
-
-def from_element(elem: ET.Element) -> Stanza:
-    """A received stanza (its root in a stanza namespace) as a `Stanza` with standalone XML."""
-    kind = split_tag(elem.tag)[1]
-    assert kind in KINDS, kind
-    get = elem.attrib.get
-    return Stanza(
-        kind=kind,
-        to=get("to", ""),
-        from_=get("from", ""),
-        type=get("type"),
-        id=get("id"),
-        body=_child_text(elem, "body") if kind == "message" else None,
-        xml=serialize(elem),
-    )
+class StanzaTooLarge(ReplyError):
+    """A stanza over component.max_stanza_bytes: the server would close the stream on it."""
 
 
 def request_json(stanza: Stanza) -> bytes:
@@ -131,11 +55,39 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").partition(";")[0].strip().lower()
 
 
-def parse_reply(original: Stanza, domain: str, content_type: str | None, body: bytes) -> list[Stanza]:
-    """The stanzas a 200 reply asks to send, in order; `ReplyError` when the reply is unusable.
+def reply_stanzas(
+    original: Stanza, domain: str, status: int, content_type: str | None, body: bytes, max_stanza_bytes: int
+) -> list[Stanza]:
+    """The stanzas to send for a bot's 2xx reply to `original`, in order; `ReplyError` when it is unusable.
 
-    An empty body, JSON null and an empty array ask for nothing.
+    Only a 200 carries stanzas (an empty body, JSON null and an empty array ask for nothing); an iq get/set the
+    reply leaves unanswered gets an error, since an iq must never go unanswered.
     """
+    replies = _parse_200(original, domain, content_type, body) if status == 200 else []
+    _check_sizes(replies, max_stanza_bytes)
+    if _asks_answer(original) and not any(
+        r.kind == "iq" and r.type in ("result", "error") and r.id == original.id for r in replies
+    ):
+        replies.append(error_reply(original, error_map.IQ_UNANSWERED))
+    return replies
+
+
+def api_stanzas(domain: str, media: str, body: bytes, max_stanza_bytes: int) -> list[Stanza]:
+    """The stanzas a send API request asks for: JSON objects in the shape of a bot reply (`to` required, `from`
+    defaulting to the domain), or one raw stanza when `media` is application/xmpp+xml."""
+    origin = Stanza("message", domain, "", None, None, None, "")
+    if media == XMPP_XML:
+        stanzas = [_raw_reply(origin, domain, _decode(body))]
+    else:
+        value = _json(body, "the")
+        if value == []:
+            raise ReplyError("the array is empty")
+        stanzas = _objects(origin, domain, value, require_to=True)
+    _check_sizes(stanzas, max_stanza_bytes)
+    return stanzas
+
+
+def _parse_200(original: Stanza, domain: str, content_type: str | None, body: bytes) -> list[Stanza]:
     if not body.strip():
         return []
     media = media_type(content_type)
@@ -150,10 +102,18 @@ def parse_reply(original: Stanza, domain: str, content_type: str | None, body: b
     return _objects(original, domain, value, require_to=False)
 
 
+def _check_sizes(stanzas: Sequence[Stanza], limit: int) -> None:
+    """A stanza over `limit` bytes would make the server close the stream: refuse it here."""
+    for stanza in stanzas:
+        if len(stanza.xml) * 4 > limit and len(size := stanza.xml.encode()) > limit:
+            raise StanzaTooLarge(f"a {stanza.kind} of {len(size)} bytes is over component.max_stanza_bytes ({limit})")
+
+
 def _objects(original: Stanza, domain: str, value: Any, require_to: bool) -> list[Stanza]:
     """A JSON object, or an array of them, in the shape of a bot reply -> stanzas."""
     items: Sequence[Any] = value if isinstance(value, list) else [value]
-    _count(items)
+    if len(items) > MAX_STANZAS:
+        raise ReplyError(f"it asks for {len(items)} stanzas; at most {MAX_STANZAS} at once")
     out = []
     for index, item in enumerate(items):
         where = f"item {index}: " if isinstance(value, list) else ""
@@ -180,11 +140,6 @@ def _json(body: bytes, whose: str) -> Any:
         raise ReplyError(f"{whose} body is not valid JSON ({exc})") from None
 
 
-def _count(items: Sequence[Any]) -> None:
-    if len(items) > MAX_STANZAS:
-        raise ReplyError(f"it asks for {len(items)} stanzas; at most {MAX_STANZAS} at once")
-
-
 def _decode(body: bytes) -> str:
     try:
         return body.decode()
@@ -204,38 +159,29 @@ def _string_field(obj: dict[str, Any], name: str) -> str | None:
 
 
 def check_jid(name: str, value: str, domain: str | None = None) -> str:
-    """A valid JID (normalised); with `domain`, one of that domain only."""
+    """A valid JID, in canonical form; with `domain`, one of that domain only."""
     if not value:
         raise ReplyError(f"'{name}' is required", name)
     try:
-        jid = JID(value)
-    except InvalidJID as exc:
+        jid = normalise_jid(value)
+    except ValueError as exc:
         raise ReplyError(f"'{name}' is not a valid JID: {value!r} ({exc})", name) from None
-    if not jid.domain:
-        raise ReplyError(f"'{name}' is not a valid JID: {value!r}", name)
-    if domain is not None and jid.domain != domain:
+    if domain is not None and jid.partition("/")[0].rpartition("@")[2] != domain:
         raise ReplyError(f"'{name}' must be a JID of {domain}, got {value!r}", name, forbidden=True)
-    return jid.full
+    return jid
 
 
 def check_to(value: str, domain: str) -> str:
     """A valid recipient outside the component's own domain: a stanza sent there would come straight back to
-    the bots, and an echo bot would answer itself forever."""
+    the bots, and an echo bot would answer itself forever. Compared in canonical form ('Bot.Example.' is
+    'bot.example' to the server)."""
     to = check_jid("to", value)
-    if split_jid(to)[1] == domain:
+    if to.partition("/")[0].rpartition("@")[2] == domain:
         raise ReplyError(f"'to' must not be a JID of {domain} itself (it would loop back to the bots)", "to")
     return to
 
 
-def size_error(stanzas: Sequence[Stanza], limit: int) -> str | None:
-    """Why one of `stanzas` is over `limit` bytes (the server would close the stream on it), or None."""
-    for stanza in stanzas:
-        if len(stanza.xml) * 4 > limit and len(size := stanza.xml.encode()) > limit:
-            return f"a {stanza.kind} of {len(size)} bytes is over component.max_stanza_bytes ({limit})"
-    return None
-
-
-def _iq_answer(original: Stanza) -> bool:
+def _asks_answer(original: Stanza) -> bool:
     return original.kind == "iq" and original.type in ("get", "set")
 
 
@@ -245,9 +191,9 @@ def _object_reply(original: Stanza, domain: str, obj: dict[str, Any]) -> Stanza:
         fields[name] = _string_field(obj, name)
     if fields["stanza"] is not None:
         return _raw_reply(original, domain, fields["stanza"])
-    kind = fields["kind"] or "message"
-    if kind not in KINDS:
-        raise ReplyError(f"'kind' must be message, presence or iq, got {kind!r}", "kind")
+    kind = as_kind(fields["kind"] or "message")
+    if kind is None:
+        raise ReplyError(f"'kind' must be message, presence or iq, got {fields['kind']!r}", "kind")
     to = check_to(fields["to"] or original.from_, domain)
     from_ = check_jid("from", fields["from"] or original.to, domain)
     stanza_type, stanza_id, body = fields["type"], fields["id"], fields["body"]
@@ -256,36 +202,25 @@ def _object_reply(original: Stanza, domain: str, obj: dict[str, Any]) -> Stanza:
     if kind == "message":
         stanza_type = stanza_type or "chat"
     elif kind == "iq":
-        if _iq_answer(original):
+        if _asks_answer(original):
             stanza_type = stanza_type or "result"
             stanza_id = stanza_id or original.id
         if stanza_type not in ("get", "set", "result", "error"):
             raise ReplyError("an iq needs 'type' get, set, result or error", "type")
         stanza_id = stanza_id or new_id()
-    attrs = f'to="{escape_attr(to)}" from="{escape_attr(from_)}"'
-    if stanza_type is not None:
-        attrs += f' type="{escape_attr(stanza_type)}"'
-    if stanza_id is not None:
-        attrs += f' id="{escape_attr(stanza_id)}"'
-    if kind == "message" and body is not None:
-        xml = f"<message {attrs}><body>{escape_text(body)}</body></message>"
-    else:
-        body = None
-        xml = f"<{kind} {attrs}/>"
-    return Stanza(kind, to, from_, stanza_type, stanza_id, body, xml)
+    return build(kind, to, from_, stanza_type, stanza_id, body if kind == "message" else None)
 
 
 def _raw_reply(original: Stanza, domain: str, text: str) -> Stanza:
     """A `stanza` reply (or an application/xmpp+xml body): checked, completed, rewritten for the stream."""
     try:
-        elem = parse_stanza(text)
-    except StanzaError as exc:
+        elem, kind = parse_stanza(text)
+    except XmlError as exc:
         raise ReplyError(f"'stanza' is unusable: {exc}", "stanza", exc.forbidden) from None
-    kind: Kind = split_tag(elem.tag)[1]  # type: ignore[assignment]
     attrib = elem.attrib
     attrib["to"] = check_to(attrib.get("to") or original.from_, domain)
     attrib["from"] = check_jid("from", attrib.get("from") or original.to, domain)
-    if kind == "iq" and _iq_answer(original):
+    if kind == "iq" and _asks_answer(original):
         attrib.setdefault("type", "result")
         attrib.setdefault("id", original.id or "")
     if kind == "iq" and attrib.get("type") in ("get", "set") and not attrib.get("id"):
@@ -303,25 +238,6 @@ def _raw_reply(original: Stanza, domain: str, text: str) -> Stanza:
         from_=attrib["from"],
         type=attrib.get("type"),
         id=attrib.get("id"),
-        body=_child_text(elem, "body") if kind == "message" else None,
+        body=child_text(elem, "body") if kind == "message" else None,
         xml=serialize(elem, NS_COMPONENT, NS_COMPONENT),
     )
-
-
-def answers_iq(original: Stanza, replies: Sequence[Stanza]) -> bool:
-    """Whether `replies` answer `original` when it is an iq get/set (an iq must never go unanswered)."""
-    if not _iq_answer(original):
-        return True
-    return any(r.kind == "iq" and r.type in ("result", "error") and r.id == original.id for r in replies)
-
-
-def api_stanzas(domain: str, media: str, body: bytes) -> list[Stanza]:
-    """The stanzas a send API request asks for: JSON objects in the shape of a bot reply (`to` required, `from`
-    defaulting to the domain), or one raw stanza when `media` is application/xmpp+xml."""
-    origin = Stanza("message", domain, "", None, None, None, "")
-    if media == XMPP_XML:
-        return [_raw_reply(origin, domain, _decode(body))]
-    value = _json(body, "the")
-    if value == []:
-        raise ReplyError("the array is empty")
-    return _objects(origin, domain, value, require_to=True)

@@ -1,21 +1,9 @@
-"""Pure: what the sender of a stanza is told when the bot fails (DESIGN.md's error table, as data)."""
+"""Pure: what the sender of a stanza is told when the bot fails or the component cannot serve it (DESIGN.md's
+error table, as data)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
-ErrorType = Literal["cancel", "modify", "auth", "wait"]
-
-
-@dataclass(frozen=True, slots=True)
-class XmppError:
-    """An RFC 6120 stanza error: type, defined condition and optional human-readable text."""
-
-    type: ErrorType
-    condition: str
-    text: str = ""
-
+from component.stanza import XmppError
 
 HTTP_STATUS: dict[int, XmppError] = {
     400: XmppError("modify", "bad-request"),
@@ -38,6 +26,9 @@ SHUTTING_DOWN = XmppError("cancel", "service-unavailable", "The component is shu
 IQ_UNANSWERED = XmppError("cancel", "service-unavailable", "The bot did not answer this request")
 NOT_SUPPORTED = XmppError("cancel", "service-unavailable")
 NO_ROUTE = XmppError("cancel", "item-not-found", "No bot serves this address")
+INTERNAL = XmppError("cancel", "internal-server-error")
+UNREADABLE = XmppError("modify", "not-acceptable", "The stanza could not be read")
+TOO_DEEP = XmppError("modify", "not-acceptable", "The stanza is nested too deeply")
 
 
 def for_status(status: int) -> XmppError:
@@ -46,5 +37,5 @@ def for_status(status: int) -> XmppError:
 
 
 def unusable_reply(reason: str) -> XmppError:
-    """The error for a 200 reply that cannot be turned into stanzas; the text says why."""
+    """The error for a bot reply that cannot be turned into stanzas; the text says why."""
     return XmppError("cancel", "internal-server-error", f"The bot's reply was unusable: {reason}")

@@ -8,8 +8,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from component import __version__, error_map
-from component.codec import Stanza, bare, error_reply
-from component.stanza import escape_attr, escape_text, split_tag
+from component.stanza import Stanza, bare, build, error_reply
+from component.xml import escape_text, split_tag
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
@@ -19,43 +19,29 @@ FEATURES = (NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION)
 SOFTWARE = "xmpp-http-component"
 
 
-def _presence(to: str, from_: str, type_: str | None = None) -> Stanza:
-    type_attr = f' type="{type_}"' if type_ else ""
-    xml = f'<presence to="{escape_attr(to)}" from="{escape_attr(from_)}"{type_attr}/>'
-    return Stanza("presence", to, from_, type_, None, None, xml)
-
-
 def answer_presence(stanza: Stanza, resource: str) -> list[Stanza]:
     """Accept subscriptions and answer probes, from the bare bot JID (RFC 6121), presence from a resource."""
     me, them = bare(stanza.to), bare(stanza.from_)
     online = f"{me}/{resource}"
     if stanza.type == "probe":
-        return [_presence(stanza.from_, online)]
+        return [build("presence", stanza.from_, online)]
     if stanza.type == "subscribe":
-        return [_presence(them, me, "subscribed"), _presence(them, online)]
+        return [build("presence", them, me, "subscribed"), build("presence", them, online)]
     if stanza.type == "unsubscribe":
-        return [_presence(them, me, "unsubscribed"), _presence(them, online, "unavailable")]
+        return [build("presence", them, me, "unsubscribed"), build("presence", them, online, "unavailable")]
     return []
 
 
-def _iq_result(stanza: Stanza, payload: str) -> Stanza:
-    xml = (
-        f'<iq type="result" to="{escape_attr(stanza.from_)}" from="{escape_attr(stanza.to)}"'
-        f' id="{escape_attr(stanza.id or "")}">{payload}</iq>'
-    )
-    return Stanza("iq", stanza.from_, stanza.to, "result", stanza.id, None, xml)
-
-
-def _payload(iq: ET.Element) -> ET.Element | None:
-    children = list(iq)
-    return children[0] if len(children) == 1 else None
+def _result(stanza: Stanza, payload: str = "") -> Stanza:
+    return build("iq", stanza.from_, stanza.to, "result", stanza.id or "", payload=payload)
 
 
 def answer_iq(stanza: Stanza, element: ET.Element) -> list[Stanza]:
     """Answer disco#info, disco#items, ping and version; any other get/set gets service-unavailable."""
     if stanza.type not in ("get", "set"):
         return []  # results and errors addressed to us need no answer
-    payload = _payload(element)
+    children = list(element)
+    payload = children[0] if len(children) == 1 else None
     ns, name = split_tag(payload.tag) if payload is not None else ("", "")
     if stanza.type == "get" and payload is not None:
         if (ns, name) == (NS_DISCO_INFO, "query") and not payload.get("node"):
@@ -64,12 +50,12 @@ def answer_iq(stanza: Stanza, element: ET.Element) -> list[Stanza]:
             else:
                 identity = f'<identity category="component" type="generic" name="{SOFTWARE}"/>'
             features = "".join(f'<feature var="{f}"/>' for f in FEATURES)
-            return [_iq_result(stanza, f'<query xmlns="{NS_DISCO_INFO}">{identity}{features}</query>')]
+            return [_result(stanza, f'<query xmlns="{NS_DISCO_INFO}">{identity}{features}</query>')]
         if (ns, name) == (NS_DISCO_ITEMS, "query") and not payload.get("node"):
-            return [_iq_result(stanza, f'<query xmlns="{NS_DISCO_ITEMS}"/>')]
+            return [_result(stanza, f'<query xmlns="{NS_DISCO_ITEMS}"/>')]
         if (ns, name) == (NS_PING, "ping"):
-            return [_iq_result(stanza, "")]
+            return [_result(stanza)]
         if (ns, name) == (NS_VERSION, "query"):
             version = f"<name>{SOFTWARE}</name><version>{escape_text(__version__)}</version>"
-            return [_iq_result(stanza, f'<query xmlns="{NS_VERSION}">{version}</query>')]
+            return [_result(stanza, f'<query xmlns="{NS_VERSION}">{version}</query>')]
     return [error_reply(stanza, error_map.NOT_SUPPORTED)]

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-# Bot outcomes: a bounded set, one per row family of the error table.
-OUTCOMES = ("replied", "silent", "http_error", "timeout", "connection_error", "unusable", "queue_full", "no_route")
+from component.stanza import KINDS
+
+
+class Outcome(StrEnum):
+    """How a stanza for the bot ended: a bounded set (a metric label), one per row family of the error table."""
+
+    REPLIED = "replied"  # the bot answered with stanzas
+    SILENT = "silent"  # a 2xx that asks for nothing
+    HTTP_ERROR = "http_error"  # a non-2xx status
+    TIMEOUT = "timeout"  # no complete reply by the deadline (queue time included)
+    CONNECTION_ERROR = "connection_error"  # the bot could not be reached, or closed before replying
+    UNUSABLE = "unusable"  # a reply that is not HTTP, too large, or not stanzas we may send
+    QUEUE_FULL = "queue_full"  # refused at once: bot.max_queued stanzas were waiting
+    NO_ROUTE = "no_route"  # no bot serves the recipient
+    SHUTTING_DOWN = "shutting_down"  # arrived while the component was stopping
 
 
 class Metrics:
@@ -24,7 +39,12 @@ class Metrics:
             registry=r,
         )
         self.stanzas_dropped = Counter(
-            "xmpp_stanzas_dropped", "Stanzas that could not be sent because the stream was down", registry=r
+            "xmpp_stanzas_dropped",
+            "Stanzas not sent: over component.max_stanza_bytes, or held too long or too many while the stream was down",
+            registry=r,
+        )
+        self.stanzas_held = Gauge(
+            "xmpp_stanzas_held", "Stanzas waiting for the stream to come back, to be sent then", registry=r
         )
         self.bot_requests = Counter("bot_requests", "Bot requests by outcome", ["outcome"], registry=r)
         self.bot_latency = Histogram(
@@ -64,6 +84,6 @@ class Metrics:
             "mod_event_pusher_http_dropped_count", "Notifications dropped from a full queue", ["host_type"], registry=r
         )
         # label children looked up once: the stanza path only increments
-        self.received = {kind: self.stanzas_received.labels(kind) for kind in ("message", "presence", "iq")}
-        self.sent = {kind: self.stanzas_sent.labels(kind) for kind in ("message", "presence", "iq")}
-        self.outcomes = {outcome: self.bot_requests.labels(outcome) for outcome in OUTCOMES}
+        self.received = {kind: self.stanzas_received.labels(kind) for kind in KINDS}
+        self.sent = {kind: self.stanzas_sent.labels(kind) for kind in KINDS}
+        self.outcomes = {outcome: self.bot_requests.labels(outcome.value) for outcome in Outcome}

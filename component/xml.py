@@ -1,4 +1,4 @@
-"""Pure XML helpers: escaping, a namespace-aware serializer, a safe one-stanza parser, error replies.
+"""Pure XML: escaping, a namespace-aware serializer, and a safe parser for one element of untrusted text.
 
 Stanzas cross this process as ElementTree elements (from slixmpp's parser or ours) and leave it as text.
 """
@@ -7,34 +7,23 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from typing import Literal
-
-from component.error_map import XmppError
 
 NS_CLIENT = "jabber:client"
 NS_COMPONENT = "jabber:component:accept"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_XML = "http://www.w3.org/XML/1998/namespace"
 STANZA_NAMESPACES = (NS_COMPONENT, NS_CLIENT, "")
-
-Kind = Literal["message", "presence", "iq"]
-KINDS: tuple[Kind, ...] = ("message", "presence", "iq")
 MAX_DEPTH = 64
-# RFC 6120/6121 stanza types, per kind: anything else is not sent.
-TYPES: dict[str, tuple[str | None, ...]] = {
-    "message": (None, "chat", "error", "groupchat", "headline", "normal"),
-    "presence": (None, "error", "probe", "subscribe", "subscribed", "unavailable", "unsubscribe", "unsubscribed"),
-    "iq": ("error", "get", "result", "set"),
-}
 
 # Characters XML 1.0 forbids; JSON can carry them ("\u0000"), and one of them on the stream would make the
 # server close it as not-well-formed.
 _INVALID_CHARS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _ATTR_SPECIAL = re.compile('[&<>"\n\r\t]')
+_DTD = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
-class StanzaError(ValueError):
-    """Text that is not one acceptable stanza; the message says why. `forbidden`: refused on principle (a
+class XmlError(ValueError):
+    """Text that is not one acceptable element; the message says why. `forbidden`: refused on principle (a
     DTD), not for a mistake."""
 
     def __init__(self, message: str, forbidden: bool = False) -> None:
@@ -122,44 +111,40 @@ def _write(elem: ET.Element, stanza_ns: str, parent_ns: str | None, out: list[st
         out.append(escape_text(elem.tail))
 
 
-_DTD = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
-
-
-def parse_stanza(text: str) -> ET.Element:
-    """Parse text that must be exactly one message, presence or iq element.
+def parse_one(text: str, default_ns: str = NS_COMPONENT) -> ET.Element:
+    """Parse untrusted text that must be exactly one element (no namespace declared: `default_ns`), at most
+    MAX_DEPTH levels deep.
 
     DTDs are refused before parsing; the text is then parsed inside a wrapper element, where a DOCTYPE (hence
     any entity declaration) would be a syntax error anyway and undefined entities are refused by expat; a
     leading XML declaration is tolerated.
     """
     if has_invalid_chars(text):
-        raise StanzaError("it contains characters that XML does not allow")
+        raise XmlError("it contains characters that XML does not allow")
     body = text.lstrip()
     if body.startswith("<?xml"):
         end = body.find("?>")
         if end < 0:
-            raise StanzaError("the XML declaration is not closed")
+            raise XmlError("the XML declaration is not closed")
         body = body[end + 2 :]
     if _DTD.search(body):
-        raise StanzaError("a DTD or entity declaration is not allowed", forbidden=True)
+        raise XmlError("a DTD or entity declaration is not allowed", forbidden=True)
     parser = ET.XMLParser()
     try:
-        parser.feed(f'<w xmlns="{NS_COMPONENT}">')
+        parser.feed(f'<w xmlns="{default_ns}">')
         parser.feed(body)
         parser.feed("</w>")
         wrapper = parser.close()
     except ET.ParseError as exc:
-        raise StanzaError(f"it is not well-formed XML ({_parse_message(exc)})") from None
+        # expat counts from our wrapper; the column is close enough, the line is exact for one-line stanzas.
+        raise XmlError(f"it is not well-formed XML ({str(exc).split(':')[0]})") from None
     children = list(wrapper)
     if len(children) != 1 or (wrapper.text or "").strip() or (children[0].tail or "").strip():
-        raise StanzaError("it must hold exactly one element")
+        raise XmlError("it must hold exactly one element")
     elem = children[0]
-    ns, local = split_tag(elem.tag)
-    if ns not in STANZA_NAMESPACES or local not in KINDS:
-        raise StanzaError(f"<{local}> is not a message, presence or iq")
     if depth(elem) > MAX_DEPTH:
         # real stanzas nest a few levels; deep ones crash some servers' parsers (ejabberd 23.01 on 5000)
-        raise StanzaError(f"it is nested more than {MAX_DEPTH} levels deep")
+        raise XmlError(f"it is nested more than {MAX_DEPTH} levels deep")
     return elem
 
 
@@ -171,18 +156,3 @@ def depth(elem: ET.Element) -> int:
         deepest = max(deepest, d)
         level.extend((child, d + 1) for child in node)
     return deepest
-
-
-def _parse_message(exc: ET.ParseError) -> str:
-    # expat counts from our wrapper; the column is close enough, the line is exact for one-line stanzas.
-    return str(exc).split(":")[0]
-
-
-def error_xml(kind: str, to: str, from_: str, stanza_id: str | None, error: XmppError) -> str:
-    """An error reply, written for the component stream (its default namespace)."""
-    id_attr = f' id="{escape_attr(stanza_id)}"' if stanza_id is not None else ""
-    text = f'<text xmlns="{NS_STANZAS}">{escape_text(error.text)}</text>' if error.text else ""
-    return (
-        f'<{kind} type="error" to="{escape_attr(to)}" from="{escape_attr(from_)}"{id_attr}>'
-        f'<error type="{error.type}"><{error.condition} xmlns="{NS_STANZAS}"/>{text}</error></{kind}>'
-    )

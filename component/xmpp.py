@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from slixmpp import ComponentXMPP
 from slixmpp.xmlstream.xmlstream import NotConnectedError
 
-from component.codec import Stanza, from_element
-from component.error_map import XmppError
-from component.stanza import KINDS, NS_CLIENT, NS_COMPONENT, error_xml, split_tag
+from component import error_map
+from component.stanza import Stanza, XmppError, build, error_payload, from_element, kind_of
 
 log = logging.getLogger(__name__)
 
 OnStanza = Callable[[Stanza, ET.Element], None]
+OnRefused = Callable[[Stanza], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,18 +31,22 @@ class Backoff:
     handshake_timeout: float = 30.0
 
     def after(self, failures: int) -> float:
-        return float(min(self.most, self.first * 2 ** max(0, failures - 1)))
+        return float(min(self.most, self.first * 2 ** min(max(0, failures - 1), 64)))  # no overflow after days
 
 
 DEFAULT_BACKOFF = Backoff()
 
 
 class ComponentStream(ComponentXMPP):
-    """Receives stanzas as ElementTree elements, before slixmpp builds stanza objects, and sends text."""
+    """Receives stanzas as ElementTree elements, before slixmpp builds stanza objects, and sends text.
 
-    def __init__(self, jid: str, secret: str, host: str, port: int, on_stanza: OnStanza) -> None:
+    `on_stanza` gets every stanza as a value with its element; `on_refused` gets the error answer to a stanza
+    that could not even be read (it goes out through the outbox like every other stanza)."""
+
+    def __init__(self, jid: str, secret: str, host: str, port: int, on_stanza: OnStanza, on_refused: OnRefused) -> None:
         super().__init__(jid, secret, host, port)  # type: ignore[no-untyped-call]
         self._on_stanza = on_stanza
+        self._on_refused = on_refused
         self._host, self._port = host, port
         self.up = False
         self._outgoing: list[str] = []
@@ -56,30 +60,30 @@ class ComponentStream(ComponentXMPP):
 
     # -- receiving ---------------------------------------------------------------------------------------
     def _spawn_event(self, xml: ET.Element) -> None:
-        ns, local = split_tag(xml.tag)
-        if local not in KINDS or ns not in (NS_COMPONENT, NS_CLIENT):
+        kind = kind_of(xml)
+        if kind is None:
             super()._spawn_event(xml)  # handshake, stream errors
             return
         try:
-            stanza = from_element(xml)
+            stanza = from_element(xml, kind)
         except RecursionError:
-            self._refuse(xml, local, "The stanza is nested too deeply")
+            self._refuse(xml, error_map.TOO_DEEP)
             return
         except Exception:  # never let one odd stanza break the stream
             log.exception("could not read a stanza from the server")
-            self._refuse(xml, local, "The stanza could not be read")
+            self._refuse(xml, error_map.UNREADABLE)
             return
         self._on_stanza(stanza, xml)
 
-    def _refuse(self, xml: ET.Element, kind: str, text: str) -> None:
+    def _refuse(self, xml: ET.Element, error: XmppError) -> None:
         """Answer a stanza we cannot even read, unless it is an error itself."""
-        to, from_ = xml.get("to"), xml.get("from")
-        if xml.get("type") != "error" and to and from_:
-            self.send_text(error_xml(kind, from_, to, xml.get("id"), XmppError("modify", "not-acceptable", text)))
+        kind, to, from_ = kind_of(xml), xml.get("to"), xml.get("from")
+        if kind is not None and xml.get("type") != "error" and to and from_:
+            self._on_refused(build(kind, from_, to, "error", xml.get("id"), payload=error_payload(error)))
 
     # -- sending -----------------------------------------------------------------------------------------
     def send_text(self, xml: str) -> bool:
-        """Queue one stanza for the stream; False when the stream is down (the stanza is lost).
+        """Queue one stanza for the stream; False when the stream is down (the outbox then holds it).
 
         Stanzas queued in one turn of the event loop leave in one write: one system call for many replies.
         """
@@ -92,10 +96,12 @@ class ComponentStream(ComponentXMPP):
 
     def _flush(self) -> None:
         data, self._outgoing = "".join(self._outgoing), []
+        if not data:
+            return
         try:
             self.send_raw(data)
         except NotConnectedError:
-            log.warning("the stream closed before %d bytes of stanzas could be written", len(data))
+            log.warning("the stream closed before %d characters of stanzas could be written", len(data))
 
     # -- connection events -------------------------------------------------------------------------------
     def _settle(self, future: asyncio.Future[str] | None, value: str) -> None:
@@ -182,16 +188,13 @@ class ComponentStream(ComponentXMPP):
             self.cancel_connection_attempt()
             await self.close()
 
-    def pause(self) -> None:
-        """Stop reading from the server (shutdown: what is not read, the server bounces)."""
-        if self.transport is not None:
-            self.transport.pause_reading()
-
     async def close(self) -> None:
-        """Close the stream. Reading resumes, to see the server's </stream>: stanzas that arrive meanwhile are
-        still answered (with an error, the bot flow being closed by then)."""
+        """Write what is queued, then close the stream (RFC 6120: nothing may follow our </stream:stream>, so the
+        stream counts as down from here on)."""
+        if self._outgoing:
+            self._flush()
+        self.up = False
         if self.transport is not None:
-            self.transport.resume_reading()
             try:
                 await asyncio.wait_for(self.disconnect(wait=2), 3)
             except (TimeoutError, NotConnectedError):

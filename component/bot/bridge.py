@@ -1,8 +1,10 @@
-"""The bot flow: each forwarded stanza is POSTed to the bot, and its reply (or an error) is sent back.
+"""The bot flow: each forwarded stanza is POSTed to its bot, and the reply (or an error) is sent back.
 
 Requests run concurrently up to `bot.max_in_flight`; at most `bot.max_queued` stanzas wait at once (past
-that the sender hears resource-constraint at once); replies within one conversation (sender full JID,
-component JID) leave in the order the stanzas arrived, and conversations never wait on each other.
+that the sender hears resource-constraint at once). `bot.timeout` counts from the stanza's arrival, time in
+the queue included: a sender told "Gateway timeout" is never POSTed for afterwards. Replies within one
+conversation (sender full JID, component JID) leave in the order the stanzas arrived, and conversations never
+wait on each other.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from component import bot_client, codec, error_map, http1, signing
-from component.codec import ReplyError, Stanza, error_reply
-from component.config import BotSection, decode_signing_secret
-from component.error_map import XmppError
-from component.metrics import Metrics
-from component.routes import Router
+from component import codec, error_map
+from component.bot import client, signing
+from component.bot.routes import Router
+from component.codec import ReplyError
+from component.config import BotSection
+from component.metrics import Metrics, Outcome
+from component.stanza import Stanza, XmppError, error_reply
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ class Bridge:
         self,
         bot: BotSection,
         domain: str,
-        client: http1.Client,
+        http: client.Client,
         send: Send,
         metrics: Metrics,
         max_stanza_bytes: int,
@@ -47,13 +50,13 @@ class Bridge:
         self._bot = bot
         self._max_stanza_bytes = max_stanza_bytes
         self._domain = domain
-        self._client = client
+        self._http = http
         self._send = send
         self._metrics = metrics
         media = codec.XMPP_XML if bot.format == "xml" else "application/json; charset=utf-8"
         self._headers = {"Content-Type": media, **bot.headers}
         self._router = Router(bot)
-        self._secret = decode_signing_secret("bot.signing_secret", bot.signing_secret) if bot.signing_secret else None
+        self._key = bot.signing_key
         self._slots = asyncio.Semaphore(bot.max_in_flight)
         self._turns: dict[tuple[str, str], deque[_Turn]] = {}  # per conversation, in arrival order
         self._tasks: set[asyncio.Task[None]] = set()
@@ -70,22 +73,24 @@ class Bridge:
     def submit(self, stanza: Stanza) -> None:
         """Take a stanza for the bot; never blocks. Stanzas of type error must not reach here."""
         if not self._accepting:
+            self._metrics.outcomes[Outcome.SHUTTING_DOWN].inc()
             self._send(error_reply(stanza, error_map.SHUTTING_DOWN))
             return
         if len(self._tasks) >= self._bot.max_queued:
-            self._metrics.outcomes["queue_full"].inc()
+            self._metrics.outcomes[Outcome.QUEUE_FULL].inc()
             log.warning(
                 "bot queue full (%d stanzas waiting): refused a %s from %s", len(self._tasks), stanza.kind, stanza.from_
             )
             self._send(error_reply(stanza, error_map.QUEUE_FULL))
             return
+        deadline = asyncio.get_running_loop().time() + self._bot.timeout
         key = (stanza.from_, stanza.to)
         turn = _Turn()
         waiting = self._turns.get(key)
         if waiting is None:
             waiting = self._turns[key] = deque()
         waiting.append(turn)
-        task = asyncio.create_task(self._run(stanza, key, turn))
+        task = asyncio.create_task(self._run(stanza, key, turn, deadline))
         self._tasks.add(task)
         task.add_done_callback(lambda task: self._done(task, key, turn))
 
@@ -95,13 +100,18 @@ class Bridge:
             turn.replies = []
             self._release(key)
 
-    async def _run(self, stanza: Stanza, key: tuple[str, str], turn: _Turn) -> None:
+    async def _run(self, stanza: Stanza, key: tuple[str, str], turn: _Turn, deadline: float) -> None:
         try:
-            turn.replies = await self._ask(stanza)
+            turn.replies = await self._ask(stanza, deadline)
+        except asyncio.CancelledError:
+            if not self._accepting:  # given up at shutdown: the sender is still told
+                self._metrics.outcomes[Outcome.SHUTTING_DOWN].inc()
+                turn.replies = [error_reply(stanza, error_map.SHUTTING_DOWN)]
+            raise
         except Exception:  # the error boundary of the bot flow: log once, answer, keep serving
             self._metrics.internal_errors.inc()
             log.exception("internal error while handling a %s from %s", stanza.kind, stanza.from_)
-            turn.replies = [error_reply(stanza, XmppError("cancel", "internal-server-error"))]
+            turn.replies = [error_reply(stanza, error_map.INTERNAL)]
         finally:
             if turn.replies is None:  # cancelled (shutdown): nothing to send, but the successors go on
                 turn.replies = []
@@ -122,48 +132,59 @@ class Bridge:
         if not waiting:
             del self._turns[key]
 
-    async def _ask(self, stanza: Stanza) -> list[Stanza]:
+    async def _ask(self, stanza: Stanza, deadline: float) -> list[Stanza]:
         """POST one stanza and turn the outcome into the stanzas to send."""
         bot = self._bot
         url = self._router.url_for(stanza)
         if url is None:
-            return self._failed(stanza, "no_route", error_map.NO_ROUTE, "no bot.url and no route", url="-")
-        body = stanza.xml.encode() if bot.format == "xml" else codec.request_json(stanza)
-        headers = self._headers if self._secret is None else {**self._headers, **signing.headers(self._secret, body)}
-        async with self._slots:
-            self._in_flight += 1
-            started = time.perf_counter()
+            return self._failed(stanza, Outcome.NO_ROUTE, error_map.NO_ROUTE, "no bot.url and no route", "-")
+        if self._slots.locked():  # wait for a slot, but not past the deadline (the sender is told at it)
             try:
-                reply = await bot_client.post(self._client, url, body, headers, bot.timeout, bot.max_reply_bytes)
-            except bot_client.BotFailure as failure:
-                return self._failed(stanza, failure.outcome, failure.error, failure.reason, url)
-            finally:
-                self._in_flight -= 1
+                await asyncio.wait_for(self._slots.acquire(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                reason = f"no reply within {bot.timeout:g} s (all of it spent waiting for one of bot.max_in_flight)"
+                return self._failed(stanza, Outcome.TIMEOUT, error_map.TIMEOUT, reason, url)
+        else:
+            await self._slots.acquire()
+        body = stanza.xml.encode() if bot.format == "xml" else codec.request_json(stanza)
+        headers = self._headers if self._key is None else {**self._headers, **signing.headers(self._key, body)}
+        self._in_flight += 1
+        started = time.perf_counter()
+        try:
+            reply = await self._http.post(url, body, headers, bot.max_reply_bytes, deadline)
+        except client.TimedOut:
+            return self._failed(stanza, Outcome.TIMEOUT, error_map.TIMEOUT, f"no reply within {bot.timeout:g} s", url)
+        except client.ConnectionFailed as exc:
+            return self._failed(stanza, Outcome.CONNECTION_ERROR, error_map.CONNECTION_FAILURE, str(exc), url)
+        except client.TooLarge:
+            reason = f"the reply is larger than bot.max_reply_bytes ({bot.max_reply_bytes} bytes)"
+            return self._failed(stanza, Outcome.UNUSABLE, error_map.unusable_reply(reason), reason, url)
+        except client.BadReply as exc:
+            return self._failed(stanza, Outcome.UNUSABLE, error_map.unusable_reply(str(exc)), str(exc), url)
+        finally:
+            self._in_flight -= 1
+            self._slots.release()
         self._metrics.bot_latency.observe(time.perf_counter() - started)
         if not 200 <= reply.status < 300:
             error = error_map.for_status(reply.status)
-            return self._failed(stanza, "http_error", error, f"HTTP {reply.status}", url)
+            return self._failed(stanza, Outcome.HTTP_ERROR, error, f"HTTP {reply.status}", url)
         try:
-            replies = (
-                codec.parse_reply(stanza, self._domain, reply.content_type, reply.body) if reply.status == 200 else []
+            replies = codec.reply_stanzas(
+                stanza, self._domain, reply.status, reply.content_type, reply.body, self._max_stanza_bytes
             )
         except ReplyError as exc:
-            return self._failed(stanza, "unusable", error_map.unusable_reply(str(exc)), str(exc), url)
-        too_large = codec.size_error(replies, self._max_stanza_bytes)
-        if too_large is not None:
-            return self._failed(stanza, "unusable", error_map.unusable_reply(too_large), too_large, url)
-        if not codec.answers_iq(stanza, replies):
-            replies.append(error_reply(stanza, error_map.IQ_UNANSWERED))
-        self._metrics.outcomes["replied" if replies else "silent"].inc()
+            return self._failed(stanza, Outcome.UNUSABLE, error_map.unusable_reply(str(exc)), str(exc), url)
+        self._metrics.outcomes[Outcome.REPLIED if replies else Outcome.SILENT].inc()
         return replies
 
-    def _failed(self, stanza: Stanza, outcome: str, error: XmppError, reason: str, url: object) -> list[Stanza]:
+    def _failed(self, stanza: Stanza, outcome: Outcome, error: XmppError, reason: str, url: str) -> list[Stanza]:
         self._metrics.outcomes[outcome].inc()
         log.warning("bot %s failed for a %s from %s to %s: %s", url, stanza.kind, stanza.from_, stanza.to, reason)
         return [error_reply(stanza, error)]
 
     async def drain(self, timeout: float) -> None:
-        """Refuse new stanzas, give those in flight up to `timeout` seconds, then cancel the rest."""
+        """Refuse new stanzas (each sender is told), give those accepted up to `timeout` seconds, then cancel
+        the rest."""
         self._accepting = False
         if not self._tasks:
             return

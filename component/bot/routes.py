@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from component.codec import Stanza, split_jid
 from component.config import BotSection
+from component.stanza import Stanza, split_jid
 
 
 class Router:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Protocol
 
-from component.events import Event
+from component.notify.events import Event
 
 DEFAULT_MODULE = "component.notify.defaults"
 # MongooseIM's name for its default module, so that a pasted MongooseIM config works as is.

@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 
 from slixmpp.jid import JID, InvalidJID
 
-from component.codec import split_jid
-from component.events import Event
+from component.notify.events import Event
+from component.stanza import split_jid
 
 
 def should_make_req(event: Event) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from component.codec import Stanza
+from component.stanza import Stanza
 
 Direction = Literal["in", "out"]
 

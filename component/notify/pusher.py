@@ -13,10 +13,11 @@ from collections import deque
 
 import aiohttp
 
-from component.config import Config, HttpPool, PushHandler
-from component.events import Event
+from component.config import Config
 from component.metrics import Metrics
-from component.notify.callbacks import Callbacks, load_callbacks
+from component.notify.callbacks import Callbacks
+from component.notify.config import HttpPool, PushHandler
+from component.notify.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class Pusher:
         self, handler: PushHandler, pool: HttpPool, session: aiohttp.ClientSession, metrics: Metrics, host_type: str
     ) -> None:
         self.url = join_url(pool.connection.host, pool.connection.path_prefix, handler.path)
-        self._callbacks: Callbacks = load_callbacks(handler.callback_module)
+        self._callbacks: Callbacks = handler.callbacks
         self._module = handler.callback_module
         self._max_queued = handler.max_queued
         self._timeout = pool.connection.request_timeout / 1000

@@ -7,8 +7,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from component.codec import ReplyError, Stanza, answers_iq, from_element, parse_reply, request_json, size_error
-from component.stanza import NS_COMPONENT
+from component.codec import ReplyError, StanzaTooLarge, api_stanzas, reply_stanzas, request_json
+from component.stanza import Stanza, from_element
+from component.xml import NS_COMPONENT
 
 DOMAIN = "bot.localhost"
 MSG = Stanza(
@@ -16,6 +17,14 @@ MSG = Stanza(
 )
 IQ = Stanza("iq", "echo@bot.localhost", "alice@localhost/phone", "get", "q1", None, '<iq xmlns="jabber:client"/>')
 JSON = "application/json"
+LIMIT = 500_000
+
+
+def parse_reply(
+    original: Stanza, domain: str, content_type: str | None, body: bytes, limit: int = LIMIT
+) -> list[Stanza]:
+    """The stanzas of a 200 reply."""
+    return reply_stanzas(original, domain, 200, content_type, body, limit)
 
 
 def reply(obj: object, original: Stanza = MSG, content_type: str | None = JSON) -> list[Stanza]:
@@ -45,7 +54,7 @@ def test_from_element_reads_a_received_message() -> None:
         f'<message xmlns="{NS_COMPONENT}" to="echo@bot.localhost" from="a@localhost/r" type="chat" id="7">'
         '<body>Hi &amp; &lt;bye&gt;</body><x xmlns="urn:other">t</x></message>'
     )
-    stanza = from_element(elem)
+    stanza = from_element(elem, "message")
     assert (stanza.kind, stanza.to, stanza.from_, stanza.type, stanza.id, stanza.body) == (
         "message",
         "echo@bot.localhost",
@@ -176,15 +185,27 @@ def test_xmpp_xml_reply_is_one_raw_stanza() -> None:
 def test_iq_replies_answer_the_request(obj: dict[str, object], expected: str) -> None:
     if "stanza" not in obj:
         obj = {"kind": "iq", **obj}
-    [out] = reply(obj, original=IQ)
+    [out] = reply(obj, original=IQ)  # no error appended: the reply answers the iq
     assert out.xml == expected
-    assert answers_iq(IQ, [out])
 
 
-def test_an_iq_left_unanswered_is_detected() -> None:
-    assert not answers_iq(IQ, reply({"body": "not an iq"}, original=IQ))
-    assert not answers_iq(IQ, [])
-    assert answers_iq(MSG, [])
+UNANSWERED = (
+    '<iq to="alice@localhost/phone" from="echo@bot.localhost" type="error" id="q1"><error type="cancel">'
+    '<service-unavailable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/>'
+    '<text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">The bot did not answer this request</text></error></iq>'
+)
+
+
+@pytest.mark.parametrize("status", [200, 202, 204])
+def test_an_iq_left_unanswered_gets_an_error(status: int) -> None:
+    body = json.dumps({"body": "not an iq"}).encode()
+    out = reply_stanzas(IQ, DOMAIN, status, JSON, body, LIMIT)
+    assert out[-1].xml == UNANSWERED
+    assert len(out) == (2 if status == 200 else 1)
+
+
+def test_a_message_left_unanswered_needs_nothing() -> None:
+    assert reply_stanzas(MSG, DOMAIN, 204, None, b"", LIMIT) == []
 
 
 @pytest.mark.parametrize(
@@ -245,6 +266,26 @@ def test_billion_laughs_is_refused_without_expansion() -> None:
             id="to-own-domain-loops",
         ),
         pytest.param(
+            b'{"to": "echo@bot.localhost.", "body": "x"}',
+            "must not be a JID of bot.localhost itself",
+            id="to-own-domain-trailing-dot-loops",
+        ),
+        pytest.param(
+            b'{"to": "echo@BOT.LocalHost.", "body": "x"}',
+            "must not be a JID of bot.localhost itself",
+            id="to-own-domain-case-and-dot-loops",
+        ),
+        pytest.param(
+            b'{"stanza": "<message to=\'x@bot.localhost./r\'/>"}',
+            "must not be a JID of bot.localhost",
+            id="stanza-to-own-domain-trailing-dot",
+        ),
+        pytest.param(
+            b'{"from": "echo@other.example.", "body": "x"}',
+            "'from' must be a JID of bot.localhost",
+            id="from-outside-domain-trailing-dot",
+        ),
+        pytest.param(
             b'{"stanza": "<message to=\'x@Bot.LocalHost/r\'/>"}',
             "must not be a JID of bot.localhost",
             id="stanza-to-own-domain",
@@ -275,12 +316,46 @@ def test_nesting_up_to_the_limit_is_fine() -> None:
     assert len(reply({"stanza": stanza})) == 1
 
 
-def test_size_error_counts_utf8_bytes() -> None:
-    [small] = reply({"body": "é" * 100})
-    assert size_error([small], 1000) is None
-    assert "over component.max_stanza_bytes (250)" in (size_error([small], 250) or "")
+def test_the_size_limit_counts_utf8_bytes() -> None:
+    body = json.dumps({"body": "é" * 100}).encode()  # 100 characters, 200 bytes
+    assert len(parse_reply(MSG, DOMAIN, JSON, body, limit=1000)) == 1
+    with pytest.raises(ReplyError, match=r"a message of \d+ bytes is over component.max_stanza_bytes \(250\)"):
+        parse_reply(MSG, DOMAIN, JSON, body, limit=250)
 
 
 def test_markup_inside_a_body_is_refused() -> None:
     with pytest.raises(ReplyError, match="hold text only"):
         reply({"stanza": "<message><body>a<b/>c</body></message>"})
+
+
+@pytest.mark.parametrize(
+    ("media", "body", "reason"),
+    [
+        pytest.param(JSON, b'{"to": "echo@bot.localhost.", "body": "x"}', "loop back", id="json-to-own-domain-dot"),
+        pytest.param(JSON, b'{"to": "Echo@BOT.localhost", "body": "x"}', "loop back", id="json-to-own-domain-case"),
+        pytest.param(
+            "application/xmpp+xml",
+            b"<message to='echo@bot.localhost.'><body>x</body></message>",
+            "loop back",
+            id="xml-to-own-domain-dot",
+        ),
+        pytest.param(JSON, b'{"body": "x"}', "'to' is required", id="json-to-missing"),
+        pytest.param(JSON, b"[]", "the array is empty", id="json-empty-array"),
+    ],
+)
+def test_api_requests_are_refused_the_same_way(media: str, body: bytes, reason: str) -> None:
+    with pytest.raises(ReplyError, match=reason):
+        api_stanzas(DOMAIN, media, body, LIMIT)
+
+
+def test_an_api_send_from_defaults_to_the_domain_and_may_use_a_trailing_dot() -> None:
+    [out] = api_stanzas(DOMAIN, JSON, b'{"to": "alice@localhost", "from": "echo@bot.localhost.", "body": "hi"}', LIMIT)
+    assert out.xml == '<message to="alice@localhost" from="echo@bot.localhost" type="chat"><body>hi</body></message>'
+    [out] = api_stanzas(DOMAIN, JSON, b'{"to": "alice@localhost", "body": "hi"}', LIMIT)
+    assert out.from_ == "bot.localhost"
+
+
+def test_an_api_stanza_over_the_limit_is_its_own_error() -> None:
+    body = json.dumps({"to": "alice@localhost", "body": "x" * 1000}).encode()
+    with pytest.raises(StanzaTooLarge, match=r"over component.max_stanza_bytes \(500\)"):
+        api_stanzas(DOMAIN, JSON, body, 500)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from component.codec import Stanza
+from component.bot.routes import Router
 from component.config import BotSection, ConfigError, from_dict
-from component.routes import Router
+from component.stanza import Stanza
 
 
 def stanza(to: str, kind: str = "message", type_: str | None = "chat") -> Stanza:
@@ -53,7 +53,7 @@ def test_without_a_default_unrouted_bots_have_no_url() -> None:
         pytest.param({"url": "http://a/{user}"}, "bot.url: unknown placeholder {user}", id="unknown-placeholder"),
         pytest.param({"url": "http://a/{local"}, "bot.url: ", id="unclosed-brace"),
         pytest.param(
-            {"routes": {"w": "ftp://a/"}}, "bot.routes.w: expected an http:// or https:// URL", id="route-url"
+            {"routes": {"w": "ftp://a/"}}, "bot.routes.w: the URL 'ftp://a/' is not http or https", id="route-url"
         ),
         pytest.param({"routes": {"w@x": "http://a/"}}, "bot.routes.w@x: expected the local part", id="route-key"),
         pytest.param({"routes": {"w": 5}}, "bot.routes.w: expected a string", id="route-type"),
