@@ -1,8 +1,10 @@
 """Benchmark: the component path against the server's own floor, in one run, on loopback.
 
-    .venv/bin/python bench/bench.py [--server prosody|ejabberd] [--bot lean|example] [-n 3000]
+    .venv/bin/python -m bench.bench [--server prosody|ejabberd] [--bot lean|example] [-n 3000]
                                     [--window 1 --window 50] [--repeat 5] [--soak 100000]
                                     [--out bench/results/prosody.json]
+
+Run it from the repository's root, as a module: it imports the tests' server harness (tests/harness/).
 
 Starts a private XMPP server, an echo bot (bench/lean_bot.py or examples/echo_bot.py), the component
 (`python -m component`) and two XMPP echo clients (bench/echo_client.py), each in its own process. A slixmpp
@@ -33,26 +35,20 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from slixmpp import ClientXMPP
+from tests.harness.clients import USERS, PlainClient, login
+from tests.harness.servers import XmppServer, free_port, start_ejabberd, start_prosody
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-from xmpp_servers import XmppServer, free_port, start_ejabberd, start_prosody  # noqa: E402
-
 NS = "{jabber:client}"
 COMPONENT = "bot.localhost"
 SECRET = "bench-secret"
-USERS = {"alice": "alicepw", "bob": "bobpw", "carol": "carolpw"}
 
 
-class Driver(ClientXMPP):
+class Driver(PlainClient):
     """Sends numbered messages, `window` at a time, and times each reply (matched by its body)."""
 
     def __init__(self, jid: str, password: str) -> None:
-        super().__init__(jid, password, plugin_config={"feature_mechanisms": {"unencrypted_plain": True}})
-        self.enable_plaintext = True
-        self.enable_starttls = False
-        self.enable_direct_tls = False
+        super().__init__(jid, password)
         self.sent_at: dict[str, float] = {}
         self.latencies: list[float] = []
         self.errors = 0
@@ -214,23 +210,13 @@ def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subp
         )
 
 
-async def login(server: XmppServer, user: str) -> Driver:
-    client = Driver(f"{user}@{server.domain}/bench", USERS[user])
-    started = asyncio.get_running_loop().create_future()
-    client.add_event_handler("session_start", lambda _e: started.done() or started.set_result(None))
-    client.connect(host="127.0.0.1", port=server.c2s_port)
-    await asyncio.wait_for(started, 20)
-    client.send_presence()
-    return client
-
-
 async def measure(
     server: XmppServer, pids: dict[str, int], n: int, windows: list[int], soak: int, repeat: int
 ) -> dict[str, Any]:
     """`pids`: the processes whose CPU time per message is reported (the component's must be there)."""
     component_pid = pids["component"]
     pids = {**pids, "driver": os.getpid()}
-    alice = await login(server, "alice")
+    alice = await login(server, "alice", "bench", make=Driver, timeout=20)
     bob_jid = f"bob@{server.domain}/echo"
     carol_jid = f"carol@{server.domain}/echo"
     results: dict[str, Any] = {"n": n, "windows": {}}
@@ -322,7 +308,8 @@ def main() -> int:
             echo = spawn(
                 [
                     sys.executable,
-                    "bench/echo_client.py",
+                    "-m",
+                    "bench.echo_client",
                     f"bob@{server.domain}/echo",
                     USERS["bob"],
                     str(server.c2s_port),
@@ -333,7 +320,8 @@ def main() -> int:
             plain = spawn(
                 [
                     sys.executable,
-                    "bench/echo_client.py",
+                    "-m",
+                    "bench.echo_client",
                     f"carol@{server.domain}/echo",
                     USERS["carol"],
                     str(server.c2s_port),

@@ -3,8 +3,10 @@ component protocol (XEP-0114 handshake, then chat messages with W in flight) to 
 bot is bench/lean_bot.py. It prints the component's CPU time per message (user + system, from /proc) and the
 rate. Use it to compare two versions of the component: the figures do not depend on Prosody or ejabberd.
 
-    python bench/component_cpu.py -n 50000 --window 50
-    python bench/component_cpu.py --repo ../other-checkout   # the same, against another checkout's component
+    .venv/bin/python -m bench.component_cpu -n 50000 --window 50
+    .venv/bin/python -m bench.component_cpu --repo ../other-checkout   # the same, another checkout's component
+
+Run it from the repository's root, as a module (it imports bench/bench.py and the tests' harness).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import cpu_seconds, free_port, wait_port  # bench/bench.py, beside this file
+from bench.bench import cpu_seconds, wait_port
+from tests.harness.servers import free_port
 
 HERE = Path(__file__).resolve().parent
 DOMAIN = "bot.localhost"

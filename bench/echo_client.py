@@ -1,6 +1,8 @@
 """The floor's peer: an XMPP user that echoes every chat message back to its sender, as fast as slixmpp can.
 
-python bench/echo_client.py JID PASSWORD C2S_PORT
+    .venv/bin/python -m bench.echo_client USER@DOMAIN/RESOURCE PASSWORD C2S_PORT [--plain]
+
+(from the repository's root; bench/bench.py starts it). It prints "ready" once logged in and available.
 """
 
 from __future__ import annotations
@@ -9,30 +11,24 @@ import asyncio
 import sys
 import xml.etree.ElementTree as ET
 
-from slixmpp import ClientXMPP
+from slixmpp import JID
 from slixmpp.stanza import Message
+
+from tests.harness.clients import Endpoint, PlainClient, login
 
 NS = "{jabber:client}"
 
 
-class Echo(ClientXMPP):
+class Echo(PlainClient):
     def __init__(self, jid: str, password: str, plain: bool) -> None:
-        super().__init__(jid, password, plugin_config={"feature_mechanisms": {"unencrypted_plain": True}})
-        self.enable_plaintext = True
-        self.enable_starttls = False
-        self.enable_direct_tls = False
+        super().__init__(jid, password)
         self.plain = plain
-        self.add_event_handler("session_start", self._started)
         if plain:
             self.add_event_handler("message", self._echo)
 
     def _echo(self, msg: Message) -> None:
         if msg["type"] == "chat":
-            msg.reply(msg["body"]).send()
-
-    def _started(self, _event: object) -> None:
-        self.send_presence()
-        print("ready", flush=True)
+            msg.reply(msg["body"]).send()  # type: ignore[no-untyped-call]
 
     def _spawn_event(self, xml: ET.Element) -> None:
         # Echo at the XML level, as our component does: no stanza objects on the hot path.
@@ -47,9 +43,11 @@ class Echo(ClientXMPP):
 
 
 async def main() -> None:
-    jid, password, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    client = Echo(jid, password, "--plain" in sys.argv[4:])
-    client.connect(host="127.0.0.1", port=port)
+    jid, password, port = JID(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    plain = "--plain" in sys.argv[4:]
+    server = Endpoint(jid.domain, port)
+    await login(server, jid.user, jid.resource, make=lambda j, p: Echo(j, p, plain), password=password, timeout=20)
+    print("ready", flush=True)
     await asyncio.Event().wait()
 
 

@@ -1,6 +1,6 @@
 """The whole chain on your machine, in a few seconds: XMPP user -> Prosody -> component -> HTTP echo bot -> back.
 
-    .venv/bin/python examples/demo.py
+    .venv/bin/python -m examples.demo        (from the repository's root; or: bash scripts/demo.sh)
 
 It starts a private Prosody on loopback in a temporary directory (Debian's `prosody` package must be installed),
 registers a user, starts the example echo bot (examples/echo_bot.py) and the component (`python -m component`,
@@ -24,16 +24,13 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from slixmpp import JID, ClientXMPP
-from slixmpp.stanza import Message
+from slixmpp import JID
+
+from examples import echo_bot
+from tests.harness.clients import Client, LoginFailed, login
+from tests.harness.servers import XmppServer, free_port, start_prosody
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "examples"))
-
-import echo_bot  # noqa: E402
-from xmpp_servers import XmppServer, free_port, start_prosody  # noqa: E402
-
 TIMEOUT = 30.0
 COMPONENT = "bot.localhost"
 SECRET = "demo-secret"
@@ -92,39 +89,14 @@ async def wait_healthy(proc: asyncio.subprocess.Process, web_port: int) -> None:
             await asyncio.sleep(0.1)
 
 
-class User(ClientXMPP):
-    def __init__(self, jid: str, password: str) -> None:
-        # The private Prosody has no TLS: allow SASL PLAIN over plain TCP (loopback only).
-        super().__init__(jid, password, plugin_config={"feature_mechanisms": {"unencrypted_plain": True}})
-        self.enable_plaintext = True
-        self.enable_starttls = False
-        self.enable_direct_tls = False
-        self.messages: asyncio.Queue[Message] = asyncio.Queue()
-        self.add_event_handler("message", self.messages.put_nowait)
-        self.add_event_handler("message_error", self.messages.put_nowait)
-
-
 async def chat(xmpp: XmppServer, text: str, stay: bool) -> str:
     """Log the user in, send `text` to the echo bot, return the body of its answer; with `stay`, then print
     what the user receives until SIGINT or SIGTERM."""
-    user = User(f"{USER}@{xmpp.domain}/demo", PASSWORD)
-    started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def settle(error: Exception | None) -> None:
-        if started.done():
-            return
-        if error is None:
-            started.set_result(None)
-        else:
-            started.set_exception(error)
-
-    user.add_event_handler("session_start", lambda _e: settle(None))
-    user.add_event_handler("failed_auth", lambda _e: settle(DemoFailure(f"{USER} could not log in")))
-    user.connect(host="127.0.0.1", port=xmpp.c2s_port)
+    try:  # the private Prosody has no TLS: the client allows SASL PLAIN over plain TCP (loopback only)
+        user = await login(xmpp, USER, "demo", password=PASSWORD, timeout=TIMEOUT)
+    except LoginFailed as exc:
+        raise DemoFailure(f"{USER} could not log in") from exc
     try:
-        await started
-        await user.get_roster()
-        user.send_presence()
         step(f"{USER}@{xmpp.domain} logged in; sending {text!r} to {BOT_JID}")
         user.send_message(mto=JID(BOT_JID), mbody=text, mtype="chat")
         reply = await user.messages.get()
@@ -140,7 +112,7 @@ async def chat(xmpp: XmppServer, text: str, stay: bool) -> str:
             await asyncio.wait_for(user.disconnected, 2)
 
 
-async def listen(user: User) -> None:
+async def listen(user: Client) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python examples/demo.py "$@"   # --stay: keep running, with the send API on 127.0.0.1:8088
+exec .venv/bin/python -m examples.demo "$@"   # --stay: keep running, with the send API on 127.0.0.1:8088

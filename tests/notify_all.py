@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from component.events import Event
+from component.notify.events import Event
 
 
 def should_make_req(event: Event) -> bool:

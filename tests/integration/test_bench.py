@@ -7,11 +7,14 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO
+from tests.harness.parts import REPO
 
 
-def _run(*args: str, timeout: float = 120) -> dict[str, object]:
-    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+def _run(module: str, *args: str, timeout: float = 120) -> dict[str, object]:
+    """Run a bench tool as the docs say, `python -m bench.NAME` from the repository's root; its JSON result."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     start = result.stdout.index("{")  # the JSON follows any progress lines
     value = json.loads(result.stdout[start:])
@@ -20,7 +23,7 @@ def _run(*args: str, timeout: float = 120) -> dict[str, object]:
 
 
 def test_component_cpu_reports_the_components_cost_per_message() -> None:
-    result = _run("bench/component_cpu.py", "-n", "500", "--window", "10")
+    result = _run("bench.component_cpu", "-n", "500", "--window", "10")
     assert (result["n"], result["errors"]) == (500, 0)
     assert isinstance(result["msgs_per_s"], float) and result["msgs_per_s"] > 0
     assert isinstance(result["component_cpu_us_per_msg"], float) and result["component_cpu_us_per_msg"] > 0
@@ -28,7 +31,7 @@ def test_component_cpu_reports_the_components_cost_per_message() -> None:
 
 def test_bench_runs_all_three_paths_on_prosody_with_both_bots() -> None:
     for bot in ("lean", "example"):
-        result = _run("bench/bench.py", "--server", "prosody", "--bot", bot, "-n", "200", "--window", "5")
+        result = _run("bench.bench", "--server", "prosody", "--bot", bot, "-n", "200", "--window", "5")
         assert result["bot"] == bot
         window = result["windows"]["5"]  # type: ignore[index]
         for path in ("component", "floor", "floor_plain"):

@@ -6,9 +6,11 @@ import asyncio
 
 import pytest
 from aiohttp import web
-from conftest import COMPONENT, WAIT, Bot, ConnectClient, StartComponent, echo, json_reply, metric
 from slixmpp.exceptions import IqError
-from xmpp_servers import free_port
+
+from tests.harness.clients import WAIT
+from tests.harness.parts import COMPONENT, Bot, ConnectClient, StartComponent, echo, json_reply, metric
+from tests.harness.servers import free_port
 
 
 async def test_echo_round_trip(bot: Bot, start_component: StartComponent, connect: ConnectClient) -> None:
@@ -233,7 +235,7 @@ async def test_iq_to_the_bot_gets_the_request_id_and_type_result(
     await start_component(bot={"stanzas": ["message", "iq"]})
     alice = await connect("alice")
     iq = alice.make_iq_get(queryxmlns="urn:example:weather", ito=f"weather@{COMPONENT}")
-    result = await iq.send(timeout=WAIT)
+    result = await iq.send(timeout=WAIT)  # type: ignore[no-untyped-call]
     assert (result["type"], result["id"]) == ("result", iq["id"])
     assert bot.requests[0]["kind"] == "iq" and bot.requests[0]["id"] == iq["id"]
 
@@ -246,5 +248,5 @@ async def test_iq_the_bot_does_not_answer_still_gets_an_answer(
     alice = await connect("alice")
     iq = alice.make_iq_get(queryxmlns="urn:example:weather", ito=f"weather@{COMPONENT}")
     with pytest.raises(IqError) as info:
-        await iq.send(timeout=WAIT)
+        await iq.send(timeout=WAIT)  # type: ignore[no-untyped-call]
     assert info.value.iq["error"]["condition"] == "service-unavailable"

@@ -12,15 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import COMPONENT, REPO, ConnectClient, StartComponent
-from xmpp_servers import free_port
 
-EXAMPLES = REPO / "examples"
+from tests.harness.parts import COMPONENT, REPO, ConnectClient, StartComponent
+from tests.harness.servers import free_port
 
 
 def test_demo_prints_the_echo_and_exits_0() -> None:
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "demo.py")], capture_output=True, text=True, timeout=60, cwd=REPO
+        [sys.executable, "-m", "examples.demo"], capture_output=True, text=True, timeout=60, cwd=REPO
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Did you say hello?" in result.stdout.splitlines()
@@ -34,7 +33,7 @@ async def test_the_readme_curl_example_works_against_the_demo() -> None:
     import aiohttp
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(EXAMPLES / "demo.py"), "--stay", cwd=REPO,
+        sys.executable, "-m", "examples.demo", "--stay", cwd=REPO,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     assert proc.stdout is not None

@@ -18,12 +18,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import (
+from slixmpp.stanza import Message
+
+from component.app import App
+from component.metrics import Outcome
+from tests.harness.clients import WAIT, Client
+from tests.harness.parts import (
     COMPONENT,
     SERVERS,
-    WAIT,
     Bot,
-    Client,
     ConnectClient,
     Handler,
     StartComponent,
@@ -31,13 +34,10 @@ from conftest import (
     metric,
     start_server,
 )
-from slixmpp.stanza import Message
-from xmpp_servers import XmppServer, free_port
-
-from component.app import App
+from tests.harness.servers import XmppServer, free_port
 
 ECHO = f"echo@{COMPONENT}"
-OUTCOMES = ("replied", "silent", "http_error", "timeout", "connection_error", "unusable", "queue_full", "no_route")
+OUTCOMES = tuple(outcome.value for outcome in Outcome)
 
 
 def error_of(msg: Message) -> tuple[str, str, str]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import COMPONENT, WAIT, Bot, Client, ConnectClient, StartComponent
+from slixmpp import JID
 from slixmpp.exceptions import IqError
 from slixmpp.stanza import Presence
+
+from tests.harness.clients import WAIT, Client
+from tests.harness.parts import COMPONENT, Bot, ConnectClient, StartComponent
 
 ECHO = f"echo@{COMPONENT}"
 
@@ -70,7 +73,7 @@ async def test_disco_info(
 ) -> None:
     await start_component()
     alice = await connect("alice")
-    info = await alice.plugin["xep_0030"].get_info(jid=jid, timeout=WAIT)
+    info = await alice.plugin["xep_0030"].get_info(jid=JID(jid), timeout=WAIT)
     query = info["disco_info"]
     assert {(c, t) for c, t, _lang, _name in query["identities"]} == {identity}
     assert {"http://jabber.org/protocol/disco#info", "urn:xmpp:ping", "jabber:iq:version"} <= set(query["features"])
@@ -79,8 +82,8 @@ async def test_disco_info(
 async def test_ping_and_version(bot: Bot, start_component: StartComponent, connect: ConnectClient) -> None:
     await start_component()
     alice = await connect("alice")
-    await alice.plugin["xep_0199"].send_ping(ECHO, timeout=WAIT)
-    version = await alice.plugin["xep_0092"].get_version(ECHO, timeout=WAIT)
+    await alice.plugin["xep_0199"].send_ping(JID(ECHO), timeout=WAIT)
+    version = await alice.plugin["xep_0092"].get_version(JID(ECHO), timeout=WAIT)
     assert version["software_version"]["name"] == "xmpp-http-component"
 
 
@@ -93,7 +96,7 @@ async def test_other_iqs_get_service_unavailable(
         iq = alice.make_iq_get(queryxmlns="jabber:iq:last", ito=ECHO)
         iq["type"] = iq_type
         with pytest.raises(IqError) as info:
-            await iq.send(timeout=WAIT)
+            await iq.send(timeout=WAIT)  # type: ignore[no-untyped-call]
         assert (info.value.iq["error"]["type"], info.value.iq["error"]["condition"]) == (
             "cancel",
             "service-unavailable",
@@ -106,6 +109,6 @@ async def test_iq_goes_to_the_bot_when_listed(
     await start_component(bot={"stanzas": ["message", "iq"]})
     alice = await connect("alice")
     with pytest.raises(IqError):  # the echo bot answers with a message, so the component answers the iq itself
-        await alice.plugin["xep_0199"].send_ping(ECHO, timeout=WAIT)
+        await alice.plugin["xep_0199"].send_ping(JID(ECHO), timeout=WAIT)
     assert bot.requests[0]["kind"] == "iq"
     assert "urn:xmpp:ping" in bot.requests[0]["stanza"]

@@ -13,10 +13,12 @@ from contextlib import suppress
 
 import pytest
 from aiohttp import web
-from conftest import COMPONENT, Bot, StartComponent, metric
-from slixmpp import JID, ClientXMPP
+from slixmpp import JID
 from slixmpp.stanza import Message
-from xmpp_servers import XmppServer
+
+from tests.harness.clients import PlainClient, login
+from tests.harness.parts import COMPONENT, Bot, StartComponent, metric
+from tests.harness.servers import XmppServer
 
 SENDERS = 1000
 USERS = 10  # ejabberd allows 100 sessions per account in the test config: 10 accounts x 100 resources
@@ -26,15 +28,12 @@ SEED = 20240601
 REPLY = re.compile(r"Did you say (\d+):(\d+)\?")
 
 
-class Sender(ClientXMPP):  # type: ignore[misc]
+class Sender(PlainClient):
     """A bare-bones user session: no plugins, no roster, no presence (1,000 of them must log in quickly; with
     presence, every resource of an account would hear about every other one)."""
 
     def __init__(self, jid: str, password: str) -> None:
-        super().__init__(jid, password, plugin_config={"feature_mechanisms": {"unencrypted_plain": True}})
-        self.enable_plaintext = True
-        self.enable_starttls = False
-        self.enable_direct_tls = False
+        super().__init__(jid, password)
         self.replies: list[tuple[int, int]] = []
         self.errors: list[Message] = []
         self.got_all = asyncio.Event()
@@ -46,25 +45,6 @@ class Sender(ClientXMPP):  # type: ignore[misc]
             self.replies.append((int(m[1]), int(m[2])))
             if len(self.replies) == K:
                 self.got_all.set()
-
-
-async def log_in(server: XmppServer, jid: str, password: str) -> Sender:
-    sender = Sender(jid, password)
-    started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def on_session_start(_event: object) -> None:
-        if not started.done():
-            started.set_result(None)
-
-    def on_failed_auth(_event: object) -> None:
-        if not started.done():
-            started.set_exception(AssertionError(f"auth failed: {jid}"))
-
-    sender.add_event_handler("session_start", on_session_start)
-    sender.add_event_handler("failed_auth", on_failed_auth)
-    sender.connect(host="127.0.0.1", port=server.c2s_port)
-    await asyncio.wait_for(started, 30)
-    return sender
 
 
 @pytest.fixture
@@ -80,11 +60,13 @@ async def senders(server: XmppServer, monkeypatch: pytest.MonkeyPatch) -> AsyncI
     clients: list[Sender] = []
     try:
         for batch in range(0, SENDERS, 100):
-            jids = [
-                (f"{accounts[i % USERS][0]}@{server.domain}/r{i // USERS}", accounts[i % USERS][1])
-                for i in range(batch, batch + 100)
-            ]
-            clients += await asyncio.gather(*(log_in(server, jid, pw) for jid, pw in jids))
+            logins = []
+            for i in range(batch, batch + 100):
+                user, password = accounts[i % USERS]
+                logins.append(
+                    login(server, user, f"r{i // USERS}", make=Sender, password=password, announce=False, timeout=30)
+                )
+            clients += await asyncio.gather(*logins)
         monkeypatch.undo()
         yield clients
     finally:

@@ -11,12 +11,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import COMPONENT, REPO, WAIT, Bot, ConnectClient, component_config, serve_posts
-from xmpp_servers import XmppServer
 
 from component.app import App
 from component.metrics import Metrics
 from component.xmpp import Backoff
+from tests.harness.clients import WAIT
+from tests.harness.parts import COMPONENT, REPO, Bot, ConnectClient, component_config, serve_posts
+from tests.harness.servers import XmppServer
 
 ECHO = f"echo@{COMPONENT}"
 
@@ -142,7 +143,7 @@ async def test_every_handler_sees_every_event(
         [
             {"path": "/notifications"},
             {"path": "/alerts", "callback_module": "alerts_callback"},
-            {"path": "/all", "callback_module": "notify_all"},
+            {"path": "/all", "callback_module": "tests.notify_all"},
         ],
     )
     alice = await connect("alice")

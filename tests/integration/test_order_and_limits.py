@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from conftest import COMPONENT, WAIT, Bot, ConnectClient, StartComponent, metric
+
+from tests.harness.clients import WAIT
+from tests.harness.parts import COMPONENT, Bot, ConnectClient, StartComponent, metric
 
 
 async def test_replies_keep_arrival_order_when_the_bot_answers_out_of_order(

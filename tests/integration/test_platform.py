@@ -12,13 +12,15 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import COMPONENT, WAIT, Bot, Client, ConnectClient, StartComponent, metric, serve_posts
+from slixmpp import JID
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from xmpp_servers import XmppServer
 
-from component import signing
+from component.bot import signing
+from tests.harness.clients import WAIT, Client
+from tests.harness.parts import COMPONENT, Bot, ConnectClient, StartComponent, metric, serve_posts
+from tests.harness.servers import XmppServer
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 TOKEN = "test-token-0123456789"
@@ -94,7 +96,7 @@ async def test_an_unrouted_bot_is_item_not_found(
     assert (reply["type"], reply["error"]["type"], reply["error"]["condition"]) == ("error", "cancel", "item-not-found")
     assert metric(app, "bot_requests_total", outcome="no_route") == 1
     # presence and the local flow are unaffected
-    await alice.plugin["xep_0199"].send_ping(f"echo@{COMPONENT}", timeout=WAIT)
+    await alice.plugin["xep_0199"].send_ping(JID(f"echo@{COMPONENT}"), timeout=WAIT)
     assert weather.seen == []
 
 
@@ -129,7 +131,8 @@ async def test_signing_secret_from_the_environment(
     from component.config import from_dict
 
     raw = {"component": {"jid": COMPONENT, "secret": "s"}, "bot": {"url": bot.url}}
-    assert from_dict(raw, env={"XMPP_COMPONENT_SIGNING_SECRET": SECRET}).bot.signing_secret == SECRET
+    key = from_dict(raw, env={"XMPP_COMPONENT_SIGNING_SECRET": SECRET}).bot.signing_key
+    assert key == base64.b64decode(SECRET.removeprefix("whsec_"))
 
 
 # -- XML both ways --------------------------------------------------------------------------------------------
@@ -198,7 +201,8 @@ StartApi = Callable[..., Awaitable[Api]]
 @pytest.fixture
 def start_api(start_component: StartComponent) -> StartApi:
     async def start(**sections: dict[str, Any]) -> Api:
-        app = await start_component(api={"listen": "127.0.0.1:0", "token": TOKEN}, **sections)
+        # mypy cannot tell that `sections` holds no `wait` or `backoff`
+        app = await start_component(api={"listen": "127.0.0.1:0", "token": TOKEN}, **sections)  # type: ignore[arg-type]
         assert app.api_port is not None
         api = Api(app.api_port)
         api.app = app  # type: ignore[attr-defined]
@@ -326,11 +330,11 @@ async def test_send_api_is_off_by_default(start_component: StartComponent) -> No
 
 
 async def test_send_api_is_503_while_the_server_is_down(tmp_path: Any, bot: Bot) -> None:
-    from conftest import FAST, SECRET, USERS, component_config
-    from xmpp_servers import start_prosody
-
     from component.app import App
     from component.metrics import Metrics
+    from tests.harness.clients import USERS
+    from tests.harness.parts import FAST, SECRET, component_config
+    from tests.harness.servers import start_prosody
 
     server = start_prosody(tmp_path / "prosody", component_secret=SECRET)
     server.register("alice", USERS["alice"])
@@ -361,7 +365,7 @@ async def test_send_api_is_503_while_the_server_is_down(tmp_path: Any, bot: Bot)
 async def test_api_stanzas_are_out_events(
     start_component: StartComponent, connect: ConnectClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_notify import Sink
+    from tests.integration.test_notify import Sink
 
     sink = Sink()
     await sink.start()
@@ -369,7 +373,7 @@ async def test_api_stanzas_are_out_events(
         app = await start_component(
             api={"listen": "127.0.0.1:0", "token": TOKEN},
             outgoing_pools={"http": {"http_pool": {"connection": {"host": sink.host}}}},
-            event_pusher={"http": {"handlers": [{"path": "/all", "callback_module": "notify_all"}]}},
+            event_pusher={"http": {"handlers": [{"path": "/all", "callback_module": "tests.notify_all"}]}},
         )
         alice = await connect("alice")
         assert app.api_port is not None

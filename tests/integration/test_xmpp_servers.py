@@ -1,4 +1,4 @@
-"""Self-test for tests/xmpp_servers.py against real Prosody and ejabberd.
+"""Self-test for tests/harness/servers.py (and `login`) against real Prosody and ejabberd.
 
 Run:  .venv/bin/python -m pytest tests/integration/test_xmpp_servers.py -p no:cacheprovider [-s]
 
@@ -16,30 +16,22 @@ import asyncio
 import hashlib
 import os
 import re
-import sys
+import socket
 import time
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
-from slixmpp import ClientXMPP, ComponentXMPP
+from slixmpp import ComponentXMPP
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import contextlib
-
-from xmpp_servers import (
-    EjabberdServer,
-    ProsodyServer,
-    XmppServer,
-    free_port,
-    start_ejabberd,
-    start_prosody,
-)
+from tests.harness.clients import USERS, WAIT, LoginFailed, login
+from tests.harness.servers import EjabberdServer, ProsodyServer, XmppServer, free_port, start_ejabberd, start_prosody
 
 STARTERS = {"prosody": start_prosody, "ejabberd": start_ejabberd}
-USERS = {"alice": "alicepw", "bob": "bobpw"}
-COMPONENT = "bot.localhost"
-TIMEOUT = 10
+COMPONENT = "bot.localhost"  # the harness's default component domain
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -89,44 +81,10 @@ def _listening(pids: list[int]) -> set[tuple[str, int, str]]:
     return out
 
 
-async def login(server: XmppServer, user: str, password: str | None = None) -> ClientXMPP:
-    # slixmpp >= 1.10: plaintext streams must be allowed explicitly, and SASL
-    # PLAIN over an unencrypted stream needs feature_mechanisms.unencrypted_plain.
-    c = ClientXMPP(
-        f"{user}@{server.domain}/test",
-        password or USERS[user],
-        plugin_config={"feature_mechanisms": {"unencrypted_plain": True}},
-    )
-    c.enable_plaintext = True
-    c.enable_starttls = False
-    c.enable_direct_tls = False
-    started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-
-    async def on_start(_: Any) -> None:
-        c.send_presence()
-        await c.get_roster()
-        if not started.done():
-            started.set_result(True)
-
-    def on_fail(_: Any) -> None:
-        if not started.done():
-            started.set_exception(RuntimeError(f"auth failed for {user}"))
-
-    c.add_event_handler("session_start", on_start)
-    c.add_event_handler("failed_all_auth", on_fail)
-    c.connect(host="127.0.0.1", port=server.c2s_port)
-    try:
-        await asyncio.wait_for(started, TIMEOUT)
-    except BaseException:
-        c.abort()  # a failed login must not leave its socket to outlive the loop
-        raise
-    return c
-
-
 async def close(*xmpps: Any) -> None:
     for x in xmpps:
         fut = x.disconnect(wait=1)
-        with contextlib.suppress(Exception):
+        with suppress(Exception):
             await asyncio.wait_for(fut, 5)
 
 
@@ -142,40 +100,73 @@ async def raw_component(server: XmppServer, secret: str) -> tuple[asyncio.Stream
     )
     buf = ""
     while not (m := re.search(r"<stream:stream\b[^>]*?\sid=['\"]([^'\"]+)['\"][^>]*>", buf)):
-        buf += (await asyncio.wait_for(r.read(4096), TIMEOUT)).decode()
+        buf += (await asyncio.wait_for(r.read(4096), WAIT)).decode()
     digest = hashlib.sha1((m.group(1) + secret).encode()).hexdigest()
     w.write(f"<handshake>{digest}</handshake>".encode())
     reply = ""
     while not re.search(r"<handshake\s*/>|<handshake\s*>\s*</handshake>|</stream:stream>|</stream:error>", reply):
-        chunk = await asyncio.wait_for(r.read(4096), TIMEOUT)
+        chunk = await asyncio.wait_for(r.read(4096), WAIT)
         if not chunk:
             break
         reply += chunk.decode()
     return r, w, m.group(0), reply
 
 
+def first(future: asyncio.Future[T]) -> Callable[[T], None]:
+    """An event handler that resolves `future` with the first value it is given."""
+
+    def handler(value: T) -> None:
+        if not future.done():
+            future.set_result(value)
+
+    return handler
+
+
+def _cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+
+
 # --------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="session", params=["prosody", "ejabberd"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=list(STARTERS))
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[XmppServer]:
+    """A server of this module's own (not the suite's shared one: a test here restarts it)."""
     kind = request.param
     t0 = time.monotonic()
     srv = STARTERS[kind](tmp_path_factory.mktemp(kind))
     print(f"\n[{kind}] start() took {time.monotonic() - t0:.3f}s")
-    for u, p in USERS.items():
-        srv.register(u, p)
-    yield srv
-    srv.stop()
+    try:
+        for u, p in USERS.items():
+            srv.register(u, p)
+        yield srv
+    finally:
+        srv.stop()
 
 
 # --------------------------------------------------------------------------- tests
-def test_interface_basics(server: XmppServer) -> None:
+def test_start_runs_the_servers_binary_on_its_config_and_ports(server: XmppServer) -> None:
     assert server.running
     assert server.c2s_port != server.component_port
-    assert server.component_domains == (COMPONENT,)
-    assert server.start_seconds < 10
-    assert isinstance(server, ProsodyServer if server.name == "prosody" else EjabberdServer)
-    assert "localhost" in server.log_text() or server.log_text()
-    assert 1024 < free_port() < 65536
+    assert 0 < server.start_seconds < 10
+    assert server._proc is not None
+    command = _cmdline(server._proc.pid)
+    log = server.log_text()
+    if isinstance(server, ProsodyServer):
+        assert "/usr/bin/prosody" in command and str(server.config_path) in command, command
+        for service, port in (("c2s", server.c2s_port), ("component", server.component_port)):
+            assert f"Activated service '{service}' on [127.0.0.1]:{port}" in log, log
+    else:
+        assert isinstance(server, EjabberdServer)
+        assert any(arg.endswith("/ejabberdctl") for arg in command) and server.node in command, command
+        assert f"is started in the node '{server.node}'" in log, log
+        for module, port in (("ejabberd_c2s", server.c2s_port), ("ejabberd_service", server.component_port)):
+            assert f"at 127.0.0.1:{port} for {module}" in log, log
+
+
+def test_free_port_can_be_bound_and_is_none_of_the_servers(server: XmppServer) -> None:
+    port = free_port()
+    assert port not in server.ports
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
 
 
 def test_only_loopback_and_our_ports(server: XmppServer) -> None:
@@ -185,7 +176,7 @@ def test_only_loopback_and_our_ports(server: XmppServer) -> None:
     if isinstance(server, EjabberdServer):
         allowed.add(server.dist_port)  # Erlang distribution (no epmd)
     tcp = {(a, p) for a, p, proto in socks if proto.startswith("tcp")}
-    assert tcp, socks
+    assert {server.c2s_port, server.component_port} <= {p for _, p in tcp}, socks
     assert all(a == "127.0.0.1" for a, _ in tcp), socks
     assert {p for _, p in tcp} <= allowed, socks
     assert not any(proto.startswith("udp") and a != "127.0.0.1" for a, _, proto in socks), socks
@@ -195,10 +186,8 @@ def test_only_loopback_and_our_ports(server: XmppServer) -> None:
 async def test_two_clients_exchange_message(server: XmppServer) -> None:
     alice = await login(server, "alice")
     bob = await login(server, "bob")
-    got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    bob.add_event_handler("message", lambda m: got.done() or got.set_result(m))
-    alice.send_message(mto=f"bob@{server.domain}", mbody="hello bob", mtype="chat")
-    msg = await asyncio.wait_for(got, TIMEOUT)
+    alice.say(f"bob@{server.domain}", "hello bob")
+    msg = await bob.next_message()
     assert msg["body"] == "hello bob"
     assert msg["from"].bare == f"alice@{server.domain}"
     await close(alice, bob)
@@ -207,23 +196,23 @@ async def test_two_clients_exchange_message(server: XmppServer) -> None:
 @pytest.mark.asyncio
 async def test_component_session_roster_and_message(server: XmppServer) -> None:
     loop = asyncio.get_running_loop()
-    comp = ComponentXMPP(COMPONENT, server.component_secret, "127.0.0.1", server.component_port)
-    session: asyncio.Future[bool] = loop.create_future()
+    comp = ComponentXMPP(COMPONENT, server.component_secret, "127.0.0.1", server.component_port)  # type: ignore[no-untyped-call]
+    session: asyncio.Future[Any] = loop.create_future()
     comp_msg: asyncio.Future[Any] = loop.create_future()
     comp_sub: asyncio.Future[Any] = loop.create_future()
 
     def on_subscribe(p: Any) -> None:
         # slixmpp's ComponentXMPP does NOT auto-authorize: answer explicitly.
         comp.send_presence(pto=p["from"].bare, pfrom=p["to"].bare, ptype="subscribed")
-        comp_sub.done() or comp_sub.set_result(p)
+        first(comp_sub)(p)
 
-    comp.add_event_handler("session_start", lambda _: session.done() or session.set_result(True))
-    comp.add_event_handler("message", lambda m: comp_msg.done() or comp_msg.set_result(m))
+    comp.add_event_handler("session_start", first(session))
+    comp.add_event_handler("message", first(comp_msg))
     comp.add_event_handler("presence_subscribe", on_subscribe)
     comp.connect()
     alice = None
     try:
-        await asyncio.wait_for(session, TIMEOUT)
+        await asyncio.wait_for(session, WAIT)
         alice = await login(server, "alice")
         pushes: list[tuple[str, str]] = []
         subscribed: asyncio.Future[bool] = loop.create_future()
@@ -232,27 +221,25 @@ async def test_component_session_roster_and_message(server: XmppServer) -> None:
             for jid, item in iq["roster"]["items"].items():
                 pushes.append((str(jid), f"{item['subscription']}/{item['ask']}"))
                 if str(jid) == f"echo@{COMPONENT}" and item["subscription"] in ("to", "both"):
-                    subscribed.done() or subscribed.set_result(True)
+                    first(subscribed)(True)
 
         alice.add_event_handler("roster_update", on_roster_update)
         alice.send_presence(pto=f"echo@{COMPONENT}", ptype="subscribe")
-        sub = await asyncio.wait_for(comp_sub, TIMEOUT)
+        sub = await asyncio.wait_for(comp_sub, WAIT)
         assert sub["from"].bare == f"alice@{server.domain}"
-        await asyncio.wait_for(subscribed, TIMEOUT)
+        await asyncio.wait_for(subscribed, WAIT)
         print(f"\n[{server.name}] roster pushes seen by alice (subscription/ask): {pushes}")
         assert (f"echo@{COMPONENT}", "none/subscribe") in pushes
 
-        alice.send_message(mto=f"echo@{COMPONENT}", mbody="ping bot", mtype="chat")
-        m = await asyncio.wait_for(comp_msg, TIMEOUT)
+        alice.say(f"echo@{COMPONENT}", "ping bot")
+        m = await asyncio.wait_for(comp_msg, WAIT)
         assert m["body"] == "ping bot"
         assert m["from"].full == f"alice@{server.domain}/test"
         print(f"[{server.name}] message as re-serialized by slixmpp ComponentXMPP: {m}")
 
         # component -> client
-        back: asyncio.Future[Any] = loop.create_future()
-        alice.add_event_handler("message", lambda x: back.done() or back.set_result(x))
         comp.send_message(mto=m["from"], mfrom=f"echo@{COMPONENT}", mbody="pong", mtype="chat")
-        assert (await asyncio.wait_for(back, TIMEOUT))["body"] == "pong"
+        assert (await alice.next_message())["body"] == "pong"
     finally:
         await close(*(x for x in (alice, comp) if x is not None))
 
@@ -264,11 +251,11 @@ async def test_raw_stanza_delivered_to_component(server: XmppServer) -> None:
     try:
         assert re.search(r"<handshake\s*/>|<handshake\s*>\s*</handshake>", reply), reply
         alice = await login(server, "alice")
-        alice.send_message(mto=f"echo@{COMPONENT}", mbody="raw check", mtype="chat")
+        alice.say(f"echo@{COMPONENT}", "raw check")
         buf = ""
         try:
             while not (m := re.search(r"<message\b.*?</message>", buf, re.S)):
-                buf += (await asyncio.wait_for(r.read(65536), TIMEOUT)).decode()
+                buf += (await asyncio.wait_for(r.read(65536), WAIT)).decode()
         except TimeoutError:
             pytest.fail(f"no <message/> on the component stream; got {buf!r}")
         print(f"\n[{server.name}] stream header: {header}")
@@ -296,13 +283,13 @@ async def test_wrong_secret(server: XmppServer) -> None:
     assert "<handshake" not in reply
 
     # slixmpp view of the same thing
-    comp = ComponentXMPP(COMPONENT, "nope", "127.0.0.1", server.component_port)
+    comp = ComponentXMPP(COMPONENT, "nope", "127.0.0.1", server.component_port)  # type: ignore[no-untyped-call]
     err: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    started = []
-    comp.add_event_handler("stream_error", lambda e: err.done() or err.set_result(e))
+    started: list[int] = []
+    comp.add_event_handler("stream_error", first(err))
     comp.add_event_handler("session_start", lambda _: started.append(1))
     comp.connect()
-    e = await asyncio.wait_for(err, TIMEOUT)
+    e = await asyncio.wait_for(err, WAIT)
     assert e["condition"] == "not-authorized"
     assert not started
     await close(comp)
@@ -310,19 +297,25 @@ async def test_wrong_secret(server: XmppServer) -> None:
 
 @pytest.mark.asyncio
 async def test_register_while_running_and_restart_keeps_accounts(server: XmppServer) -> None:
-    server.register("carol", "carolpw")
-    c = await login(server, "carol", "carolpw")
+    server.register("dave", "davepw")
+    c = await login(server, "dave", password="davepw")
     await close(c)
-    ports = server.ports
+    assert server._proc is not None
+    before = server._proc.pid
     t0 = time.monotonic()
     server.restart()
     print(f"\n[{server.name}] restart() took {time.monotonic() - t0:.3f}s (start {server.start_seconds:.3f}s)")
-    assert server.ports == ports
-    for user, pw in [("alice", USERS["alice"]), ("carol", "carolpw")]:
-        c = await login(server, user, pw)
+    assert server._proc is not None and server._proc.pid != before, "restart() did not start a new process"
+    assert _pgid_members(before) == [], "the old server outlived restart()"
+    for user, pw in [("alice", USERS["alice"]), ("dave", "davepw")]:  # on the same ports, with the same accounts
+        c = await login(server, user, password=pw)
         await close(c)
-    with pytest.raises((AssertionError, TimeoutError, RuntimeError)):  # whichever way login() reports failure
-        await login(server, "alice", "badpw")
+
+
+@pytest.mark.asyncio
+async def test_login_reports_a_refused_password(server: XmppServer) -> None:
+    with pytest.raises(LoginFailed, match="the server refused the login"):  # at once: not a TimeoutError
+        await login(server, "alice", password="badpw")
 
 
 @pytest.mark.parametrize("kind", ["prosody", "ejabberd"])
@@ -335,12 +328,9 @@ def test_stop_frees_ports_and_processes(kind: str, tmp_path: Path) -> None:
     srv.stop()
     print(f"\n[{kind}] stop() took {time.monotonic() - t0:.3f}s")
     srv.stop()  # idempotent
-    assert not srv.running
     assert _pgid_members(pgid) == []
     for port in srv.ports:
         with pytest.raises(OSError):
-            import socket
-
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
     if isinstance(srv, EjabberdServer):
         node = srv.node.split("@")[0]
@@ -366,13 +356,31 @@ def test_start_failure_reports_log(tmp_path: Path) -> None:
         srv.start(timeout=10)
     print(f"\n[start failure] {ei.value}")
     assert "prosody.cfg.lua" in str(ei.value)
-    assert not srv.running
     srv.stop()  # idempotent after a failed start
 
 
-def test_port_in_use_is_refused(tmp_path: Path) -> None:
-    import socket
+class _NeverReadyProsody(ProsodyServer):
+    """Runs, but is never judged ready: start() times out with a live process to clean up."""
 
+    pid = 0
+
+    def _ready(self) -> bool:
+        assert self._proc is not None
+        self.pid = self._proc.pid
+        return False
+
+
+def test_start_that_times_out_leaves_nothing_running(tmp_path: Path) -> None:
+    srv = _NeverReadyProsody(workdir=tmp_path)
+    with pytest.raises(RuntimeError, match="prosody not ready after 1s"):
+        srv.start(timeout=1)
+    assert srv.pid and _pgid_members(srv.pid) == [], "the half-started server is still running"
+    for port in srv.ports:
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+
+
+def test_port_in_use_is_refused(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()

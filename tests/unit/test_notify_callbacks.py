@@ -9,9 +9,9 @@ from urllib.parse import parse_qs
 import pytest
 
 from component.config import ConfigError, from_dict
-from component.events import Event
 from component.notify import defaults
 from component.notify.callbacks import CallbackError, load_callbacks
+from component.notify.events import Event
 from component.notify.pusher import join_url
 
 BASE = {"component": {"jid": "bot.localhost", "secret": "s"}, "bot": {"url": "http://127.0.0.1:8080/"}}

@@ -1,0 +1,1 @@
+"""The benchmark tools; run them from the repository's root as modules (`python -m bench.bench`), docs/benchmarks.md."""

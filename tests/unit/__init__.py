@@ -1,0 +1,1 @@
+"""Unit tests: the component's parts alone, no server, no network."""
