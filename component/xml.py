@@ -40,6 +40,8 @@ def escape_text(text: str) -> str:
         text = text.replace("<", "&lt;")
     if ">" in text:
         text = text.replace(">", "&gt;")
+    if "\r" in text:  # a parser turns a raw CR into LF (XML 1.0, 2.11): keep it as a reference
+        text = text.replace("\r", "&#13;")
     return text
 
 

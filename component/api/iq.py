@@ -10,15 +10,25 @@ from component.stanza import Stanza, bare
 SendAll = Callable[[list[Stanza]], bool]
 
 
+class Closed(Exception):
+    """The waiter was closed (the component is stopping) before the answer came."""
+
+
 class IqWaiter:
     """The iqs sent and not yet answered, by id. The app shows it every stanza it receives (`take`)."""
 
     def __init__(self) -> None:
         self._pending: dict[str, tuple[str, asyncio.Future[Stanza]]] = {}
 
+    def close(self) -> None:
+        """Stop the waits under way (they raise Closed): at shutdown no request waits out its timeout."""
+        for _, future in self._pending.values():
+            if not future.done():
+                future.set_exception(Closed())
+
     async def ask(self, iq: Stanza, timeout: float, send_all: SendAll) -> Stanza | None:
         """Send an iq get/set and wait for its answer (None after `timeout` seconds or if it cannot be sent).
-        Raises ValueError when an iq with the same id is already waiting."""
+        Raises ValueError when an iq with the same id is already waiting, Closed when the waiter is closed."""
         if iq.id is None:
             raise ValueError("an iq needs an id")
         if iq.id in self._pending:

@@ -1,4 +1,4 @@
-"""The send API's HTTP side: POST /v1/stanzas and POST /v1/iq.
+"""The send API's HTTP side: POST /v1/stanzas and POST /v1/iq, and mod_rest's REST API under /rest (rest.py).
 
 Every request is treated as hostile and checked in this order: size, then the bearer token (compared in
 constant time), then the content type, then the stream, then the body. A request refused before its body is
@@ -15,7 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from component import codec
-from component.api.iq import IqWaiter, SendAll
+from component.api import rest
+from component.api.iq import Closed, IqWaiter, SendAll
 from component.codec import ReplyError, StanzaTooLarge
 from component.config import Config
 from component.http_server import API_LIMITS, Served, ServerLimits, serve
@@ -23,7 +24,7 @@ from component.metrics import Metrics
 from component.stanza import Stanza
 
 MEDIA = (codec.JSON, codec.XMPP_XML)
-PATHS = ("/v1/stanzas", "/v1/iq")
+PATHS = ("/v1/stanzas", "/v1/iq", *rest.ROUTES)  # the metric's path label: one of these, or "other"
 BODY_SECONDS = 10.0
 
 
@@ -48,6 +49,14 @@ def make_app(
     timeout = config.bot.timeout
     too_big = f"the body is larger than bot.max_reply_bytes ({limit} bytes)"
 
+    async def read_body(request: web.Request) -> bytes | None:
+        """The body, or None when it did not arrive within BODY_SECONDS (raises HTTPRequestEntityTooLarge)."""
+        try:
+            async with asyncio.timeout(BODY_SECONDS):  # a trickled body would hold a connection slot forever
+                return await request.read()
+        except TimeoutError:
+            return None
+
     async def read_stanzas(request: web.Request) -> list[Stanza] | web.Response:
         if request.content_length is not None and request.content_length > limit:
             return _error(413, too_big, close=True)
@@ -65,11 +74,10 @@ def make_app(
                 415, f"Content-Type must be {codec.JSON} or {codec.XMPP_XML}, got {media or 'none'!r}", close=True
             )
         try:
-            async with asyncio.timeout(BODY_SECONDS):  # a trickled body would hold a connection slot forever
-                body = await request.read()
+            body = await read_body(request)
         except web.HTTPRequestEntityTooLarge:
             return _error(413, too_big, close=True)
-        except TimeoutError:
+        if body is None:
             return _error(408, f"the body did not arrive within {BODY_SECONDS:g} s", close=True)
         if not is_up():
             return _error(503, "the XMPP stream is down; nothing was sent, try again later")
@@ -88,7 +96,9 @@ def make_app(
             response = await handler(request)
         except web.HTTPException as exc:
             response = _error(exc.status, exc.reason)
-        metrics.api_requests.labels(request.path if request.path in PATHS else "other", str(response.status)).inc()
+        route = request.match_info.route.resource
+        path = route.canonical if route is not None and route.canonical in PATHS else "other"
+        metrics.api_requests.labels(path, str(response.status)).inc()
         return response
 
     async def stanzas(request: web.Request) -> web.Response:
@@ -109,6 +119,8 @@ def make_app(
             answer = await waiter.ask(result[0], timeout, send_all)
         except ValueError as exc:
             return _error(400, str(exc), "id")
+        except Closed:
+            return _error(503, "the component is shutting down")
         if answer is None:
             return _error(504, f"no answer within {timeout:g} s (bot.timeout)")
         return web.json_response({"type": answer.type, "stanza": answer.xml})
@@ -116,7 +128,13 @@ def make_app(
     app = web.Application(middlewares=[count], client_max_size=limit)
     app.router.add_post("/v1/stanzas", stanzas)
     app.router.add_post("/v1/iq", iq)
+    rest.add_routes(app, config, is_up, send_all, waiter, read_body)
+    app.on_shutdown.append(lambda _app: _close(waiter))
     return app
+
+
+async def _close(waiter: IqWaiter) -> None:
+    waiter.close()
 
 
 async def start(

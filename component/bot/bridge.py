@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from component import codec, error_map
 from component.bot import client, signing
-from component.bot.routes import Router
+from component.bot.routes import Router, fill
 from component.codec import ReplyError
 from component.config import BotSection
 from component.metrics import Metrics, Outcome
@@ -62,6 +62,7 @@ class Bridge:
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
         self._in_flight = 0
+        self._ignoring: set[str] = set()  # the bots (URL templates) whose ignored replies were logged
         # read when scraped, not set on every stanza
         metrics.bot_queued.set_function(lambda: len(self._tasks))
         metrics.bot_in_flight.set_function(lambda: self._in_flight)
@@ -135,9 +136,10 @@ class Bridge:
     async def _ask(self, stanza: Stanza, deadline: float) -> list[Stanza]:
         """POST one stanza and turn the outcome into the stanzas to send."""
         bot = self._bot
-        url = self._router.url_for(stanza)
-        if url is None:
+        template = self._router.template_for(stanza)
+        if template is None:
             return self._failed(stanza, Outcome.NO_ROUTE, error_map.NO_ROUTE, "no bot.url and no route", "-")
+        url = fill(template, stanza)
         if self._slots.locked():  # wait for a slot, but not past the deadline (the sender is told at it)
             try:
                 await asyncio.wait_for(self._slots.acquire(), deadline - asyncio.get_running_loop().time())
@@ -174,8 +176,25 @@ class Bridge:
             )
         except ReplyError as exc:
             return self._failed(stanza, Outcome.UNUSABLE, error_map.unusable_reply(str(exc)), str(exc), url)
-        self._metrics.outcomes[Outcome.REPLIED if replies else Outcome.SILENT].inc()
+        if replies.ignored:
+            self._ignored(template, url, replies.ignored)
+        else:
+            self._metrics.outcomes[Outcome.REPLIED if replies else Outcome.SILENT].inc()
         return replies
+
+    def _ignored(self, template: str, url: str, media: str) -> None:
+        """A 200 of a type we do not read: nothing is sent (as both Prosody modules do); counted each time,
+        logged once per bot, since such a bot does it on every stanza."""
+        self._metrics.outcomes[Outcome.IGNORED].inc()
+        if template not in self._ignoring and len(self._ignoring) < 1000:
+            self._ignoring.add(template)
+            log.warning(
+                "bot %s answered 200 with Content-Type %s: nothing is sent (a reply is read as application/json, "
+                "application/xmpp+xml or text/plain); said once for this bot, counted in "
+                'bot_requests_total{outcome="ignored"}',
+                url,
+                media,
+            )
 
     def _failed(self, stanza: Stanza, outcome: Outcome, error: XmppError, reason: str, url: str) -> list[Stanza]:
         self._metrics.outcomes[outcome].inc()

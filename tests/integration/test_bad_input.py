@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from slixmpp.jid import JID
 from slixmpp.stanza import Message
 
+from component import mapping
 from component.app import App
 from component.codec import ReplyError, reply_stanzas
 from component.error_map import unusable_reply
@@ -465,7 +466,7 @@ json_value = st.recursive(
 )
 bad_char = st.sampled_from([*NOT_XML, "\ud800", "\udbff", "\udc00"])  # controls, non-characters, lone surrogates
 VALID = {"to": FUZZ_USER, "from": FUZZ_BOT, "kind": "message", "type": "chat", "id": "i", "body": "b"}
-unknown_fields = st.dictionaries(any_text.filter(lambda k: k not in REPLY_FIELDS), json_value, max_size=2)
+unknown_field = any_text.filter(lambda k: k not in mapping.NAMES)  # refused, naming it (never silently dropped)
 # addresses a valid reply may use (None: the field is left out), all reaching alice's session from our domain
 TO_ALICE = [None, FUZZ_USER, "alice@localhost", "Alice@LocalHost/fuzz"]
 FROM_US = [None, FUZZ_BOT, f"x@{COMPONENT}/r", COMPONENT, "Other@BOT.LocalHost"]
@@ -507,7 +508,6 @@ def valid_object(draw: st.DrawFn) -> tuple[dict[str, Any], Delivery]:
             obj[name] = value
     if draw(st.booleans()):
         obj["id"] = draw(xml_text)
-    obj |= draw(unknown_fields)  # ignored
     return obj, (body, obj.get("from", FUZZ_BOT))
 
 
@@ -556,7 +556,11 @@ def broken_stanza(draw: st.DrawFn) -> tuple[str, str, str]:
 def broken_object(draw: st.DrawFn) -> tuple[dict[str, Any], str, str]:
     """A JSON object broken in one way: (object, how, a fragment of the reason)."""
     obj, _ = draw(valid_object())
-    how = draw(st.sampled_from(["not-a-string", "bad-char", "foreign-from", "to-us", "not-a-jid", "kind", "type"]))
+    how = draw(
+        st.sampled_from(
+            ["not-a-string", "bad-char", "foreign-from", "to-us", "not-a-jid", "kind", "type", "other-kind", "unknown"]
+        )
+    )
     if how == "not-a-string":
         field = draw(st.sampled_from(REPLY_FIELDS))
         obj[field] = draw(st.booleans() | st.integers() | st.floats() | st.lists(json_value, max_size=2))
@@ -582,13 +586,21 @@ def broken_object(draw: st.DrawFn) -> tuple[dict[str, Any], str, str]:
     if how == "kind":
         obj["kind"] = draw(st.sampled_from(["mesage", "MESSAGE", "foo"]))
         return obj, how, "'kind' must be message, presence or iq"
-    obj["type"] = draw(st.sampled_from(["bogus", "Chat", "get", "subscribe"]))
+    if how == "other-kind":  # without `kind`, the type implies one (mod_rest), where a body has no place
+        obj.pop("kind", None)
+        obj["type"] = draw(st.sampled_from(["get", "subscribe"]))
+        return obj, how, "'body' is not a field of " + ("an iq" if obj["type"] == "get" else "a presence")
+    if how == "unknown":
+        name = draw(unknown_field)
+        obj[name] = draw(json_value)
+        return obj, how, f"unknown field '{mapping.shown(name)}'"
+    obj["type"] = draw(st.sampled_from(["bogus", "Chat"]))
     return obj, how, "is not a message type"
 
 
 @st.composite
 def valid_reply(draw: st.DrawFn) -> Generated:
-    shape = draw(st.sampled_from(["object", "array", "stanza", "xmpp+xml", "nothing"]))
+    shape = draw(st.sampled_from(["object", "array", "stanza", "xmpp+xml", "nothing", "text", "ignored"]))
     ascii_only = draw(st.booleans())
     if shape == "object":
         obj, message = draw(valid_object())
@@ -596,6 +608,12 @@ def valid_reply(draw: st.DrawFn) -> Generated:
     if shape == "array":
         items = draw(st.lists(valid_object(), max_size=4))
         return Generated(encode([o for o, _ in items], ascii_only), JSON, shape, tuple(m for _, m in items))
+    if shape == "text":  # mod_rest: the body of a message to the sender
+        text = draw(xml_text)
+        return Generated(text.encode(), "text/plain", shape, ((text, FUZZ_BOT),) if text.encode().strip() else ())
+    if shape == "ignored":  # neither JSON, XML nor text: nothing sent, and not an error
+        ignored = draw(st.sampled_from(["text/html", "text/html; charset=UTF-8", "application/octet-stream"]))
+        return Generated(draw(st.binary(max_size=32)), ignored, shape)
     text, message = draw(valid_stanza())
     if shape == "stanza":
         return Generated(encode({"stanza": text}, ascii_only), JSON, shape, (message,))
@@ -607,7 +625,7 @@ def valid_reply(draw: st.DrawFn) -> Generated:
 @st.composite
 def broken_reply(draw: st.DrawFn) -> Generated:
     """A reply broken in one known way: refused as a whole, with the reason."""
-    valid = draw(valid_reply().filter(lambda g: g.content_type != XMPP_XML and g.body.strip() not in (b"", b"null")))
+    valid = draw(valid_reply().filter(lambda g: g.content_type in JSON_TYPES and g.body.strip() not in (b"", b"null")))
     how = draw(
         st.sampled_from(
             [
@@ -654,7 +672,7 @@ def broken_reply(draw: st.DrawFn) -> Generated:
         at = draw(st.integers(0, len(valid.body)))
         return Generated(valid.body[:at] + b"\xff" + valid.body[at:], JSON, how, error=("not valid UTF-8",))
     if how == "type":
-        content_type = draw(st.sampled_from(["text/plain", "application/xml", "text/json"]))
+        content_type = draw(st.sampled_from(["application/xml", "text/json", "text/xml"]))  # meant, but not ours
         return Generated(valid.body, content_type, how, error=("Content-Type",))
     obj, _ = draw(valid_object())
     return Generated(encode([obj] * draw(st.integers(101, 103)), ascii_only), JSON, how, error=("at most 100",))

@@ -104,7 +104,7 @@ async def test_forbidden_or_broken_replies_get_an_error_that_says_why(
     [
         pytest.param(b"{not json", "application/json", "not valid JSON", id="invalid-json"),
         pytest.param(b'{"body": "\xff"}', "application/json", "not valid UTF-8", id="not-utf8"),
-        pytest.param(b'{"body": "hi"}', "text/html", "Content-Type is 'text/html'", id="wrong-content-type"),
+        pytest.param(b'{"body": "hi"}', "application/xml", "Content-Type is 'application/xml'", id="xml-not-xmpp"),
         pytest.param(b"x" * 5000, "application/json", "larger than bot.max_reply_bytes", id="over-max-reply-bytes"),
     ],
 )
@@ -146,6 +146,32 @@ async def test_no_reply_when_the_bot_chooses_silence(
     await alice.no_message()
     assert len(bot.requests) == 1
     assert metric(app, "bot_requests_total", outcome="silent") == 1
+
+
+async def test_text_is_a_body_and_other_types_are_ignored(
+    bot: Bot, start_component: StartComponent, connect: ConnectClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """mod_rest's rules: a 200 text/plain is the body of the reply; a 200 of a type that is neither JSON, XML nor
+    text (a PHP script's text/html) sends nothing, is counted each time and logged once for the bot."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if (await request.json())["body"] == "text":
+            return web.Response(text="plain answer", content_type="text/plain")
+        return web.Response(text="<b>Notice</b>: undefined index", content_type="text/html")
+
+    bot.handler = handler
+    app = await start_component()
+    alice = await connect("alice")
+    alice.say(f"echo@{COMPONENT}", "html")
+    alice.say(f"echo@{COMPONENT}", "html")
+    alice.say(f"echo@{COMPONENT}", "text")
+    reply = await alice.next_message()
+    assert (reply["type"], reply["body"]) == ("chat", "plain answer")
+    await alice.no_message(0.2)
+    assert metric(app, "bot_requests_total", outcome="ignored") == 2
+    assert metric(app, "bot_requests_total", outcome="replied") == 1
+    said = [r.getMessage() for r in caplog.records if "Content-Type text/html" in r.getMessage()]
+    assert len(said) == 1 and "nothing is sent" in said[0]
 
 
 ERROR_TABLE = [
@@ -243,10 +269,18 @@ async def test_iq_to_the_bot_gets_the_request_id_and_type_result(
 async def test_iq_the_bot_does_not_answer_still_gets_an_answer(
     bot: Bot, start_component: StartComponent, connect: ConnectClient
 ) -> None:
-    bot.handler = json_reply(None)
+    answers = iter([json_reply(None), json_reply(None, status=204)])
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await next(answers)(request)
+
+    bot.handler = handler
     await start_component(bot={"stanzas": ["message", "iq"]})
     alice = await connect("alice")
     iq = alice.make_iq_get(queryxmlns="urn:example:weather", ito=f"weather@{COMPONENT}")
-    with pytest.raises(IqError) as info:
+    with pytest.raises(IqError) as info:  # 200 with nothing in it: the bot did not answer
         await iq.send(timeout=WAIT)  # type: ignore[no-untyped-call]
     assert info.value.iq["error"]["condition"] == "service-unavailable"
+    iq = alice.make_iq_get(queryxmlns="urn:example:weather", ito=f"weather@{COMPONENT}")
+    result = await iq.send(timeout=WAIT)  # type: ignore[no-untyped-call]
+    assert (result["type"], result["id"]) == ("result", iq["id"])  # 204 (mod_rest): accepted, an empty result

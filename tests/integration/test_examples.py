@@ -12,7 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from slixmpp import JID
+from slixmpp.exceptions import IqError
 
+from tests.harness.clients import WAIT
 from tests.harness.parts import COMPONENT, REPO, ConnectClient, StartComponent
 from tests.harness.servers import free_port
 
@@ -93,6 +96,7 @@ BOTS = {  # paths from the repository's root
     "php-signed": ("examples/signed_echo_bot.php", "Did you say hello?"),
     "python-signed": ("examples/signed_bot.py", "Verified: hello"),
     "bench-lean": ("bench/lean_bot.py", "Did you say hello?"),  # the benchmark's bot answers as the example does
+    "php-rest": ("examples/rest_bot.php", "You said: hello"),  # written for mod_rest's callback mode
 }
 
 
@@ -143,3 +147,37 @@ async def test_signed_bots_refuse_a_wrong_signature(
     alice.say(f"echo@{COMPONENT}", "hello")
     reply = await alice.next_message()
     assert (reply["type"], reply["error"]["condition"]) == ("error", "not-authorized")
+
+
+@pytest.mark.parametrize("example_bot", ["php-rest"], indirect=True)
+async def test_the_mod_rest_bot_works_unchanged(
+    example_bot: tuple[str, str, bool], start_component: StartComponent, connect: ConnectClient
+) -> None:
+    """examples/rest_bot.php relies on mod_rest's documented callback behaviour: fields such as oob_url and
+    version, 204 for "nothing to say" (an iq then gets its empty result), XML replies, 501 for the rest."""
+    url, _, _ = example_bot
+    await start_component(bot={"url": url, "stanzas": ["message", "iq"]})
+    alice = await connect("alice")
+    bot = JID(f"echo@{COMPONENT}")
+    version = await alice.plugin["xep_0092"].get_version(bot, timeout=WAIT)
+    assert (version["software_version"]["name"], version["software_version"]["version"]) == ("rest_bot.php", "1.0")
+    pong = await alice.plugin["xep_0199"].send_ping(bot, timeout=WAIT)  # the bot answers 204: the empty result
+    assert pong["type"] == "result"
+    with pytest.raises(IqError) as info:
+        await alice.plugin["xep_0030"].get_items(jid=bot, timeout=WAIT)
+    assert info.value.iq["error"]["condition"] == "feature-not-implemented"
+    alice.register_plugin("xep_0066")
+    msg = alice.make_message(mto=bot, mbody="look", mtype="chat")
+    msg["oob"]["url"] = "https://media.example/cat.png"
+    msg.send()
+    reply = await alice.next_message()
+    assert (reply["body"], reply.xml.findtext("{jabber:x:oob}x/{jabber:x:oob}url")) == (
+        "Nice picture",
+        "https://media.example/cat.png",
+    )
+    alice.say(str(bot), "xml")
+    assert (await alice.next_message())["body"] == "Yes, this is bot"
+    alice.say(str(bot), "hi")
+    reply = await alice.next_message()
+    assert reply["body"] == "You said: hi"
+    assert reply.xml.find("{http://jabber.org/protocol/chatstates}active") is not None

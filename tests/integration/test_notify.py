@@ -152,7 +152,9 @@ async def test_every_handler_sees_every_event(
     alice.say(ECHO, "ping")
     await alice.next_message()
     alice.say(f"room@{COMPONENT}", "to the room", mtype="groupchat")
-    await alice.next_message()
+    async with asyncio.timeout(WAIT):  # the echo of a groupchat goes to the room (alice's bare JID): see it leave
+        while app.metrics.registry.get_sample_value("bot_requests_total", {"outcome": "replied"}) != 2:
+            await asyncio.sleep(0.02)
     await app.stop()
     assert sink.bodies("/notifications") == ["author=alice&server=localhost&receiver=echo&message=ping"]
     alerts = [json.loads(b) for b in sink.bodies("/alerts")]  # the bot's two replies

@@ -26,8 +26,13 @@ def bot(**values: object) -> BotSection:
         ("http://127.0.0.1:8080/bots/{local}", "bot.localhost", "http://127.0.0.1:8080/bots/"),
         ("http://127.0.0.1:8080/{kind}/{type}", "echo@bot.localhost", "http://127.0.0.1:8080/message/chat"),
         ("http://127.0.0.1:8080/b/{local}", "a?b#c%d@bot.localhost", "http://127.0.0.1:8080/b/a%3Fb%23c%25d"),
+        (
+            "http://127.0.0.1:8080/in/{to}?from={from}",
+            "echo@bot.localhost/x",
+            "http://127.0.0.1:8080/in/echo%40bot.localhost%2Fx?from=alice%40localhost%2Fr",
+        ),
     ],
-    ids=["constant", "local", "bare-domain", "kind-and-type", "percent-encoded"],
+    ids=["constant", "local", "bare-domain", "kind-and-type", "percent-encoded", "to-and-from-as-mod-rest"],
 )
 def test_placeholders(url: str, to: str, expected: str) -> None:
     assert Router(bot(url=url)).url_for(stanza(to)) == expected

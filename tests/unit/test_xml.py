@@ -52,7 +52,8 @@ def nested(levels: int) -> str:
         pytest.param("<&>", "&lt;&amp;&gt;", id="all-three-together"),
         pytest.param('say "hi"', 'say "hi"', id="quote-kept-in-text"),
         pytest.param("it's", "it's", id="apostrophe-kept-in-text"),
-        pytest.param("a\nb\tc\rd", "a\nb\tc\rd", id="whitespace-kept-in-text"),
+        pytest.param("a\nb\tc", "a\nb\tc", id="newline-and-tab-kept-in-text"),
+        pytest.param("c\rd", "c&#13;d", id="carriage-return-kept-as-a-reference"),
         pytest.param("", "", id="empty"),
     ],
 )
