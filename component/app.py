@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 
 from component import http_server, web
 from component.api import server as api_server
@@ -22,6 +23,9 @@ from component.outbox import Outbox
 from component.stanza import Stanza
 from component.xmpp import DEFAULT_BACKOFF, Backoff, ComponentStream
 
+if TYPE_CHECKING:
+    from component.notify.rabbit import Backoff as RabbitBackoff
+
 log = logging.getLogger(__name__)
 NOTIFY_FLUSH_SECONDS = 5.0
 USER_AGENT = "xmpp-http-component"
@@ -34,6 +38,7 @@ class App:
         metrics: Metrics | None = None,
         backoff: Backoff = DEFAULT_BACKOFF,
         flush_seconds: float = NOTIFY_FLUSH_SECONDS,
+        rabbit_backoff: RabbitBackoff | None = None,
     ) -> None:
         self.config = config
         self.flush_seconds = flush_seconds
@@ -48,8 +53,8 @@ class App:
         self._stopping = False
         self._supervisor: asyncio.Task[None] | None = None
         c = config.component
-        self.notifier = Notifier(config, self.metrics)
-        emit = self.notifier.emit if config.handlers else None
+        self.notifier = Notifier(config, self.metrics, rabbit_backoff)
+        emit = self.notifier.emit if config.handlers or config.rabbit is not None else None
         self.iq_waiter = IqWaiter()
         self.http = Client({"User-Agent": USER_AGENT}, max_idle_per_origin=config.bot.max_in_flight)
         self.stream = ComponentStream(c.jid, c.secret, c.host, c.port, self._receive, self._refused)

@@ -18,6 +18,7 @@ class Outcome(StrEnum):
     TIMEOUT = "timeout"  # no complete reply by the deadline (queue time included)
     CONNECTION_ERROR = "connection_error"  # the bot could not be reached, or closed before replying
     UNUSABLE = "unusable"  # a reply that is not HTTP, too large, or not stanzas we may send
+    IGNORED = "ignored"  # a 200 of a content type that is not read (e.g. text/html): nothing sent
     QUEUE_FULL = "queue_full"  # refused at once: bot.max_queued stanzas were waiting
     NO_ROUTE = "no_route"  # no bot serves the recipient
     SHUTTING_DOWN = "shutting_down"  # arrived while the component was stopping
@@ -82,6 +83,58 @@ class Metrics:
         )
         self.push_dropped = Counter(
             "mod_event_pusher_http_dropped_count", "Notifications dropped from a full queue", ["host_type"], registry=r
+        )
+        # mod_event_pusher_rabbit's metrics, named as MongooseIM 6.5 names them (labels host_type and pool_tag),
+        # with the outbox this backend adds; prometheus-client adds `_total` to the counters in the exposition.
+        rabbit = ["host_type", "pool_tag"]
+        self.rabbit_connected = Gauge(
+            "wpool_rabbit_connections_active", "1 while the connection to RabbitMQ is up", rabbit, registry=r
+        )
+        self.rabbit_opened = Counter(
+            "wpool_rabbit_connections_opened", "Connections to RabbitMQ opened", rabbit, registry=r
+        )
+        self.rabbit_closed = Counter(
+            "wpool_rabbit_connections_closed", "Connections to RabbitMQ lost or closed", rabbit, registry=r
+        )
+        self.rabbit_connect_failed = Counter(
+            "wpool_rabbit_connections_failed", "Attempts to connect to RabbitMQ that failed", rabbit, registry=r
+        )
+        self.rabbit_published = Counter(
+            "wpool_rabbit_messages_published_count",
+            "Events published to RabbitMQ: acked by the broker (written, with confirms off)",
+            rabbit,
+            registry=r,
+        )
+        self.rabbit_failed = Counter(
+            "wpool_rabbit_messages_published_failed",
+            "Publishes the broker nacked (each is published again, after a pause)",
+            rabbit,
+            registry=r,
+        )
+        self.rabbit_timeout = Counter(
+            "wpool_rabbit_messages_published_timeout",
+            "Publishes not confirmed before their connection dropped (each is published again: a possible duplicate)",
+            rabbit,
+            registry=r,
+        )
+        self.rabbit_confirm_time = Histogram(
+            "wpool_rabbit_messages_published_time",
+            "Seconds from writing a publish to the broker's ack (acked publishes only)",
+            rabbit,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.rabbit_queued = Gauge(
+            "mod_event_pusher_rabbit_queued",
+            "Events waiting to be published or confirmed (the outbox, bounded by event_pusher.rabbit.max_queued)",
+            rabbit,
+            registry=r,
+        )
+        self.rabbit_dropped = Counter(
+            "mod_event_pusher_rabbit_dropped_count",
+            "Events never published: pushed out of a full outbox, or left at shutdown",
+            rabbit,
+            registry=r,
         )
         # label children looked up once: the stanza path only increments
         self.received = {kind: self.stanzas_received.labels(kind) for kind in KINDS}

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the demo and the tests need on a fresh Debian machine: the XMPP servers (Prosody, ejabberd)
-# and PHP (for the reference PHP bot) from Debian, and the Python packages into .venv from pyproject.toml.
+# Installs what the demo and the tests need on a fresh Debian machine: the XMPP servers (Prosody, ejabberd),
+# RabbitMQ (the rabbit backend's tests start a private broker) and PHP (for the reference PHP bot) from Debian,
+# and the Python packages into .venv from pyproject.toml.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(prosody ejabberd php-cli)
+packages=(prosody ejabberd rabbitmq-server php-cli)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 missing=()
 for pkg in "${packages[@]}"; do

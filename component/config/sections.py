@@ -36,7 +36,13 @@ from component.stanza import KINDS, Kind
 SECRET_ENV = "XMPP_COMPONENT_SECRET"
 SIGNING_SECRET_ENV = "XMPP_COMPONENT_SIGNING_SECRET"
 API_TOKEN_ENV = "XMPP_COMPONENT_API_TOKEN"
-URL_PLACEHOLDERS = {"local": "x", "kind": KINDS[0], "type": "chat"}  # with the sample values a URL is checked with
+URL_PLACEHOLDERS = {  # with the sample values a URL is checked with (as filled in: percent-encoded)
+    "local": "x",
+    "kind": KINDS[0],
+    "type": "chat",
+    "to": "x%40bot.example",
+    "from": "alice%40example.org%2Fphone",
+}
 
 
 # --- Checks of values, beyond their types -----------------------------------------------------------------------
@@ -59,7 +65,7 @@ def _port(key: str, value: int) -> int:
 
 
 def _bot_url(key: str, value: str) -> str:
-    """An http(s) URL that may hold the placeholders {local}, {kind} and {type}; '' when routes cover all. Stored
+    """An http(s) URL that may hold the placeholders of URL_PLACEHOLDERS; '' when routes cover all. Stored
     as written: the bot client encodes it (IDNA hosts, percent-encoded paths)."""
     if value == "":
         return value
@@ -156,7 +162,7 @@ class ComponentSection:
 @dataclass(frozen=True, slots=True)
 class BotSection:
     url: str = opt(
-        "where stanzas are POSTed; may hold {local}, {kind}, {type} (filled in percent-encoded), e.g. "
+        "where stanzas are POSTed; may hold {local}, {kind}, {type}, {to}, {from} (filled in percent-encoded), e.g. "
         "'http://127.0.0.1:8080/bots/{local}'; optional when routes name every bot",
         "",
         _bot_url,
@@ -222,7 +228,7 @@ class ApiSection:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """A whole configuration: the component's sections, and notify's pools and handlers."""
+    """A whole configuration: the component's sections, and notify's pools, handlers and rabbit backend."""
 
     component: ComponentSection
     bot: BotSection
@@ -231,6 +237,7 @@ class Config:
     api: ApiSection = field(default_factory=ApiSection)
     pools: dict[str, notify.HttpPool] = field(default_factory=dict)
     handlers: tuple[notify.PushHandler, ...] = ()
+    rabbit: notify.Rabbit | None = None
 
 
 SECTIONS: dict[str, type] = {
@@ -251,7 +258,7 @@ def from_dict(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> C
             raise ConfigError(f"{key}: unknown section (known: {', '.join((*SECTIONS, *NOTIFY_SECTIONS))})")
     built: dict[str, Any] = {name: read_section(cls, name, raw.get(name, {}), env) for name, cls in SECTIONS.items()}
     pools, handlers = notify.read(raw)
-    config = Config(**built, pools=pools, handlers=handlers)
+    config = Config(**built, pools=pools, handlers=handlers, rabbit=notify.read_rabbit(raw, env))
     if not config.bot.url and not config.bot.routes:
         raise ConfigError("bot.url: required unless [bot.routes] names every bot (where stanzas are POSTed)")
     if config.api.listen is not None and not config.api.token:

@@ -23,7 +23,7 @@ def describe(cfg: Config) -> str:
     doc = tomlkit.document()
     for name in SECTIONS:
         doc.add(name, shown(getattr(cfg, name)))
-    notify.describe(doc, cfg.pools, cfg.handlers)
+    notify.describe(doc, cfg.pools, cfg.handlers, cfg.rabbit)
     return doc.as_string()
 
 

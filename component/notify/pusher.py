@@ -1,5 +1,6 @@
 """Per-handler pushers: each offers events to its callbacks, queues the wanted ones (bounded: the oldest is
-dropped), and sends them through its pool's keep-alive session with up to `workers` requests at once.
+dropped), and sends them through its pool's keep-alive session with up to `workers` requests at once. The
+`Notifier` runs them beside the rabbit backend (notify/rabbit.py), either or both as configured.
 
 Nothing here blocks the caller: `Notifier.emit` only runs `should_make_req` and appends to queues.
 """
@@ -10,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -18,6 +20,9 @@ from component.metrics import Metrics
 from component.notify.callbacks import Callbacks
 from component.notify.config import HttpPool, PushHandler
 from component.notify.events import Event
+
+if TYPE_CHECKING:
+    from component.notify.rabbit import Backoff, RabbitPublisher
 
 log = logging.getLogger(__name__)
 
@@ -138,20 +143,29 @@ class Pusher:
 
 
 class Notifier:
-    """Every configured handler; `emit` hands each event to all of them."""
+    """Every configured handler and the rabbit backend; `emit` hands each event to all of them."""
 
-    def __init__(self, config: Config, metrics: Metrics) -> None:
+    def __init__(self, config: Config, metrics: Metrics, rabbit_backoff: Backoff | None = None) -> None:
         self._config = config
         self._metrics = metrics
+        self._rabbit_backoff = rabbit_backoff
         self._sessions: list[aiohttp.ClientSession] = []
         self.pushers: list[Pusher] = []
+        self.rabbit: RabbitPublisher | None = None
 
     @property
     def active(self) -> bool:
-        return bool(self.pushers)
+        return bool(self.pushers) or self.rabbit is not None
 
     def start(self) -> None:
         host_type = self._config.component.jid
+        if self._config.rabbit is not None:
+            # imported when configured: aio-pika and its parts take 50 ms to load, for nothing otherwise
+            from component.notify.rabbit import DEFAULT_BACKOFF, RabbitPublisher
+
+            backoff = self._rabbit_backoff or DEFAULT_BACKOFF
+            self.rabbit = RabbitPublisher(self._config.rabbit, self._metrics, host_type, backoff)
+            self.rabbit.start()
         sessions: dict[str, aiohttp.ClientSession] = {}
         for handler in self._config.handlers:
             pool = self._config.pools[handler.pool_name]
@@ -167,8 +181,14 @@ class Notifier:
     def emit(self, event: Event) -> None:
         for pusher in self.pushers:
             pusher.offer(event)
+        if self.rabbit is not None:
+            self.rabbit.emit(event)
 
     async def stop(self, timeout: float) -> None:
-        await asyncio.gather(*(p.flush(timeout) for p in self.pushers))
+        """Flush every backend at once, each for up to `timeout` seconds."""
+        flushes = [p.flush(timeout) for p in self.pushers]
+        if self.rabbit is not None:
+            flushes.append(self.rabbit.stop(timeout))
+        await asyncio.gather(*flushes)
         for session in self._sessions:
             await session.close()

@@ -516,8 +516,11 @@ def test_the_effective_config_shows_every_key_and_reads_back_the_same() -> None:
     raw = {
         **with_("bot", stanzas=["iq", "message"], routes={"w": "http://café.example/"}),
         "web": {"listen": "[::1]:0"},
-        "outgoing_pools": POOL,
-        "event_pusher": {"http": {"handlers": [{"path": "/a"}, {"path": "/b", "max_queued": 5}]}},
+        "outgoing_pools": {**POOL, "rabbit": {"event_pusher": {}}},
+        "event_pusher": {
+            "http": {"handlers": [{"path": "/a"}, {"path": "/b", "max_queued": 5}]},
+            "rabbit": {"presence_exchange": {}, "chat_msg_exchange": {}, "groupchat_msg_exchange": {}},
+        },
     }
     cfg = from_dict(raw, env={})
     shown = tomlkit.parse(config.describe(cfg)).unwrap()
@@ -529,8 +532,14 @@ def test_the_effective_config_shows_every_key_and_reads_back_the_same() -> None:
         for k in shown["outgoing_pools"]["http"]["http_pool"]["connection"]
     }
     found |= {f"event_pusher.http.handlers.{k}" for k in shown["event_pusher"]["http"]["handlers"][0]}
+    tables = {"outgoing_pools.rabbit.event_pusher": shown["outgoing_pools"]["rabbit"]["event_pusher"]}
+    tables["event_pusher.rabbit"] = shown["event_pusher"]["rabbit"]
+    for prefix, table in tables.items():
+        found |= {f"{prefix}.{k}" for k, v in table.items() if not isinstance(v, dict)}
+        found |= {f"{prefix}.{k}.{sub}" for k, v in table.items() if isinstance(v, dict) for sub in v}
     assert found - {"outgoing_pools.http.http_pool.connection"} == expected
-    shown["component"]["secret"] = "s"  # masked: the only value that does not read back
+    shown["component"]["secret"] = "s"  # masked: the values that do not read back
+    shown["outgoing_pools"]["rabbit"]["event_pusher"]["connection"]["password"] = "guest"
     assert from_dict(shown, env={}) == cfg
 
 
