@@ -253,6 +253,25 @@ async def measure(
     return results
 
 
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process, then wait up to 10 s each (killed after that)."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def report(results: dict[str, Any], out: Path | None) -> None:
+    """Print the results, and write them to `out` when given."""
+    print(json.dumps(results, indent=2))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", choices=("prosody", "ejabberd"), default="prosody")
@@ -344,19 +363,10 @@ def main() -> int:
             for pid, wrapper in profiled:  # the component under py-spy: stop it, and py-spy then writes
                 os.kill(pid, signal.SIGTERM)
                 wrapper.wait(30)
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_all(procs)
             server.stop()
     results = {"server": args.server, "bot": args.bot, "python": sys.version.split()[0], **results}
-    print(json.dumps(results, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, args.out)
     return 0
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -41,7 +40,19 @@ from typing import Any
 
 import aio_pika
 
-from bench.bench import BOTS, SECRET, Driver, cpu_seconds, descendants, server_process, spawn, summary, wait_port
+from bench.bench import (
+    BOTS,
+    SECRET,
+    Driver,
+    cpu_seconds,
+    descendants,
+    report,
+    server_process,
+    spawn,
+    stop_all,
+    summary,
+    wait_port,
+)
 from tests.harness.clients import USERS, login
 from tests.harness.rabbit import RabbitServer
 from tests.harness.servers import XmppServer, free_port, start_ejabberd, start_prosody
@@ -267,20 +278,11 @@ def main() -> int:
             pids |= {"bot": bot.pid, "server": server_process(server._proc.pid), "broker": beam}
             results = asyncio.run(run(server, broker, pids, web, args))
         finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_all(procs)
             server.stop()
             broker.stop()
     results = {"server": args.server, "bot": "lean", "python": sys.version.split()[0], **results}
-    print(json.dumps(results, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, args.out)
     return 0
 
 

@@ -22,14 +22,13 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.harness.servers import LOOPBACK, free_port
+from tests.harness.servers import LOOPBACK, free_ports, port_open
 
 __all__ = ["RabbitServer", "start_rabbit"]
 
@@ -49,14 +48,6 @@ def _script(name: str) -> str:
     return found
 
 
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @dataclass(eq=False)
 class RabbitServer:
     """A private RabbitMQ node in ``workdir``: AMQP on 127.0.0.1:``port``, user guest/guest."""
@@ -72,11 +63,7 @@ class RabbitServer:
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        ports: list[int] = []
-        while len(ports) < 3:
-            port = free_port()
-            if port != self.port and port not in ports:
-                ports.append(port)
+        ports = free_ports(3, {self.port})
         self.port = self.port or ports.pop()
         self.dist_port, self.epmd_port = ports[:2]
         self.node = f"rabbit-test-{secrets.token_hex(4)}@localhost"  # fixed: the node's data is bound to it
@@ -130,7 +117,7 @@ class RabbitServer:
         the broker exits or is not ready in time."""
         if self.running:
             return
-        if _port_open(self.port):
+        if port_open(self.port):
             raise RuntimeError(f"rabbitmq: port {self.port} already in use")
         self._write_config()
         started = time.monotonic()
@@ -146,7 +133,7 @@ class RabbitServer:
             )
         _RUNNING.add(self)
         try:
-            while not _port_open(self.port):
+            while not port_open(self.port):
                 if self._proc.poll() is not None:
                     raise RuntimeError(f"rabbitmq exited with code {self._proc.returncode}\n{self.log_tail()}")
                 if time.monotonic() - started > timeout:
@@ -182,7 +169,7 @@ class RabbitServer:
         self._end_epmd()
         _RUNNING.discard(self)
         deadline = time.monotonic() + 10
-        while _port_open(self.port):
+        while port_open(self.port):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"rabbitmq: port {self.port} still open after stop()")
             time.sleep(0.05)

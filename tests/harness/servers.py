@@ -34,6 +34,8 @@ __all__ = [
     "ProsodyServer",
     "XmppServer",
     "free_port",
+    "free_ports",
+    "port_open",
     "start_ejabberd",
     "start_prosody",
 ]
@@ -50,7 +52,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _free_ports(n: int, taken: set[int]) -> list[int]:
+def free_ports(n: int, taken: set[int]) -> list[int]:
     """``n`` distinct free loopback ports not in ``taken``."""
     out: list[int] = []
     while len(out) < n:
@@ -68,7 +70,7 @@ def _which(binary: str) -> str:
     return found
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     """True if something accepts TCP connections on 127.0.0.1:port."""
     try:
         with socket.create_connection((LOOPBACK, port), timeout=0.5):
@@ -116,10 +118,10 @@ class XmppServer:
         self.component_domains = tuple(self.component_domains)
         taken = {p for p in (self.c2s_port, self.component_port) if p}
         if not self.c2s_port:
-            self.c2s_port = _free_ports(1, taken)[0]
+            self.c2s_port = free_ports(1, taken)[0]
             taken.add(self.c2s_port)
         if not self.component_port:
-            self.component_port = _free_ports(1, taken)[0]
+            self.component_port = free_ports(1, taken)[0]
 
     # -- hooks for subclasses ----------------------------------------------
     def _write_config(self) -> None:
@@ -163,7 +165,7 @@ class XmppServer:
         if self.running:
             return
         for port in self.ports:
-            if _port_open(port):
+            if port_open(port):
                 raise RuntimeError(f"{self.name}: port {port} already in use")
         self._write_config()
         t0 = time.monotonic()
@@ -185,7 +187,7 @@ class XmppServer:
                     raise RuntimeError(
                         f"{self.name} exited with code {self._proc.returncode} during start\n{_tail(self.log_text())}"
                     )
-                if self._ready() and all(_port_open(p) for p in self.ports):
+                if self._ready() and all(port_open(p) for p in self.ports):
                     break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{self.name} not ready after {timeout}s\n{_tail(self.log_text())}")
@@ -211,7 +213,7 @@ class XmppServer:
             self._proc = None
         _RUNNING.discard(self)
         deadline = time.monotonic() + 5
-        while any(_port_open(p) for p in self.ports):
+        while any(port_open(p) for p in self.ports):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name}: ports {self.ports} still open after stop()")
             time.sleep(0.05)
@@ -393,7 +395,7 @@ class EjabberdServer(XmppServer):
         super().__post_init__()
         tag = secrets.token_hex(4)
         self.node = f"ejabberd-test-{tag}@localhost"  # fixed: mnesia is bound to it
-        self.dist_port = _free_ports(1, set(self.ports))[0]
+        self.dist_port = free_ports(1, set(self.ports))[0]
         self.cookie = "c" + secrets.token_hex(12)
 
     @property
