@@ -1,5 +1,5 @@
-"""The component's own sections ([component], [bot], [presence], [web], [api]) and `Config`, which holds them and
-notify's; `from_dict` and `load` read a whole configuration into it, checked in one pass."""
+"""The component's own sections ([component], [bot], [presence], [web], [api], [state]) and `Config`, which
+holds them and notify's; `from_dict` and `load` read a whole configuration into it, checked in one pass."""
 
 from __future__ import annotations
 
@@ -227,6 +227,15 @@ class ApiSection:
 
 
 @dataclass(frozen=True, slots=True)
+class StateSection:
+    dir: str = opt(
+        "folder of the component's own state (SQLite files: rooms added through the API, queued deliveries); "
+        "created if missing; '' keeps no state",
+        "",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A whole configuration: the component's sections, and notify's pools, handlers and rabbit backend."""
 
@@ -235,6 +244,7 @@ class Config:
     presence: PresenceSection = field(default_factory=PresenceSection)
     web: WebSection = field(default_factory=WebSection)
     api: ApiSection = field(default_factory=ApiSection)
+    state: StateSection = field(default_factory=StateSection)
     pools: dict[str, notify.HttpPool] = field(default_factory=dict)
     handlers: tuple[notify.PushHandler, ...] = ()
     rabbit: notify.Rabbit | None = None
@@ -246,6 +256,7 @@ SECTIONS: dict[str, type] = {
     "presence": PresenceSection,
     "web": WebSection,
     "api": ApiSection,
+    "state": StateSection,
 }
 NOTIFY_SECTIONS = ("outgoing_pools", "event_pusher")
 
