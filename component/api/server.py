@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -24,7 +24,6 @@ from component.metrics import Metrics
 from component.stanza import Stanza
 
 MEDIA = (codec.JSON, codec.XMPP_XML)
-PATHS = ("/v1/stanzas", "/v1/iq", *rest.ROUTES)  # the metric's path label: one of these, or "other"
 BODY_SECONDS = 10.0
 
 
@@ -40,9 +39,31 @@ def _error(
     return response
 
 
+def unauthorized(request: web.Request, token: bytes) -> web.Response | None:
+    """None when the request carries `Authorization: Bearer <token>` (compared in constant time); else the 401."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token):
+        return None
+    return _error(
+        401,
+        "a valid 'Authorization: Bearer <api.token>' header is required",
+        headers={"WWW-Authenticate": 'Bearer realm="xmpp-http-component"'},
+        close=True,
+    )
+
+
+AddRoutes = Callable[[web.Application], None]
+
+
 def make_app(
-    config: Config, metrics: Metrics, is_up: Callable[[], bool], send_all: SendAll, waiter: IqWaiter
+    config: Config,
+    metrics: Metrics,
+    is_up: Callable[[], bool],
+    send_all: SendAll,
+    waiter: IqWaiter,
+    more: Sequence[AddRoutes] = (),
 ) -> web.Application:
+    """The send API; `more` adds the routes of other parts (each checks the token with `unauthorized`)."""
     domain = config.component.jid
     limit = config.bot.max_reply_bytes
     token = config.api.token.encode()
@@ -60,14 +81,8 @@ def make_app(
     async def read_stanzas(request: web.Request) -> list[Stanza] | web.Response:
         if request.content_length is not None and request.content_length > limit:
             return _error(413, too_big, close=True)
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
-            return _error(
-                401,
-                "a valid 'Authorization: Bearer <api.token>' header is required",
-                headers={"WWW-Authenticate": 'Bearer realm="xmpp-http-component"'},
-                close=True,
-            )
+        if (refused := unauthorized(request, token)) is not None:
+            return refused
         media = codec.media_type(request.content_type)
         if media not in MEDIA:
             return _error(
@@ -97,7 +112,8 @@ def make_app(
         except web.HTTPException as exc:
             response = _error(exc.status, exc.reason)
         route = request.match_info.route.resource
-        path = route.canonical if route is not None and route.canonical in PATHS else "other"
+        # a registered route's pattern (a bounded set, e.g. "/v1/rooms/{room}"), or "other": never the raw path
+        path = route.canonical if route is not None else "other"
         metrics.api_requests.labels(path, str(response.status)).inc()
         return response
 
@@ -129,6 +145,8 @@ def make_app(
     app.router.add_post("/v1/stanzas", stanzas)
     app.router.add_post("/v1/iq", iq)
     rest.add_routes(app, config, is_up, send_all, waiter, read_body)
+    for add_routes in more:
+        add_routes(app)
     app.on_shutdown.append(lambda _app: _close(waiter))
     return app
 
@@ -143,6 +161,7 @@ async def start(
     is_up: Callable[[], bool],
     send_all: SendAll,
     waiter: IqWaiter,
+    more: Sequence[AddRoutes] = (),
     limits: ServerLimits = API_LIMITS,
 ) -> Served:
     """Serve the send API where `api.listen` says (call it only when that is set). Raises ListenError."""
@@ -150,5 +169,5 @@ async def start(
     if listen is None:
         raise ValueError("api.listen is off")
     return await serve(
-        make_app(config, metrics, is_up, send_all, waiter), "api.listen", listen.host, listen.port, limits
+        make_app(config, metrics, is_up, send_all, waiter, more), "api.listen", listen.host, listen.port, limits
     )
