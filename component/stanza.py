@@ -66,6 +66,14 @@ def bare(jid: str) -> str:
     return jid.partition("/")[0]
 
 
+def conversation(stanza: Stanza) -> tuple[str, str]:
+    """The conversation a stanza belongs to, within which replies keep the stanzas' order: (sender, receiver);
+    a groupchat message's sender is its room (every occupant's message in one room is one conversation)."""
+    if stanza.type == "groupchat":
+        return (bare(stanza.from_), stanza.to)
+    return (stanza.from_, stanza.to)
+
+
 def split_jid(jid: str) -> tuple[str, str]:
     """(local part, domain) of a JID, as written: 'Echo@bot.example/r' -> ('Echo', 'bot.example')."""
     local, _, domain = bare(jid).rpartition("@")

@@ -3,8 +3,8 @@
 Requests run concurrently up to `bot.max_in_flight`; at most `bot.max_queued` stanzas wait at once (past
 that the sender hears resource-constraint at once). `bot.timeout` counts from the stanza's arrival, time in
 the queue included: a sender told "Gateway timeout" is never POSTed for afterwards. Replies within one
-conversation (sender full JID, component JID) leave in the order the stanzas arrived, and conversations never
-wait on each other.
+conversation (`stanza.conversation`: sender full JID and component JID, or the room for a groupchat) leave in
+the order the stanzas arrived, and conversations never wait on each other.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from component.bot.routes import Router, fill
 from component.codec import ReplyError
 from component.config import BotSection
 from component.metrics import Metrics, Outcome
-from component.stanza import Stanza, XmppError, error_reply
+from component.stanza import Stanza, XmppError, conversation, error_reply
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class Bridge:
             self._send(error_reply(stanza, error_map.QUEUE_FULL))
             return
         deadline = asyncio.get_running_loop().time() + self._bot.timeout
-        key = (stanza.from_, stanza.to)
+        key = conversation(stanza)
         turn = _Turn()
         waiting = self._turns.get(key)
         if waiting is None:
