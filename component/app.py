@@ -11,7 +11,9 @@ import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 
 from component import http_server, web
+from component.api import rooms as api_rooms
 from component.api import server as api_server
+from component.api import status as api_status
 from component.api.iq import IqWaiter
 from component.bot.bridge import Bridge
 from component.bot.client import Client
@@ -20,6 +22,7 @@ from component.inbound import Inbound
 from component.metrics import Metrics
 from component.notify.pusher import Notifier
 from component.outbox import Outbox
+from component.rooms.manager import RoomManager
 from component.stanza import Stanza
 from component.xmpp import DEFAULT_BACKOFF, Backoff, ComponentStream
 
@@ -59,7 +62,10 @@ class App:
         self.http = Client({"User-Agent": USER_AGENT}, max_idle_per_origin=config.bot.max_in_flight)
         self.stream = ComponentStream(c.jid, c.secret, c.host, c.port, self._receive, self._refused)
         self.outbox = Outbox(self.stream, self.metrics, c.jid, c.max_stanza_bytes, emit)
-        self.bridge = Bridge(config.bot, c.jid, self.http, self.outbox.send, self.metrics, c.max_stanza_bytes)
+        self.rooms = RoomManager(config.rooms, c.jid, self.outbox.send, self.metrics, config.state.dir)
+        self.bridge = Bridge(
+            config.bot, c.jid, self.http, self._to_xmpp, self.metrics, c.max_stanza_bytes, config.state.dir
+        )
         self.inbound = Inbound(
             config.bot.stanzas,
             self.bridge.submit,
@@ -69,6 +75,7 @@ class App:
             config.presence.resource,
             c.jid,
             emit,
+            self.rooms,
         )
 
     # the stream is built before the parts it feeds: it calls them through these two
@@ -78,16 +85,33 @@ class App:
     def _refused(self, stanza: Stanza) -> None:
         self.outbox.send(stanza)
 
+    # what the bots and the send API send: addressed for the rooms the bots sit in, then out
+    def _to_xmpp(self, stanza: Stanza) -> None:
+        addressed = self.rooms.outgoing(stanza)
+        if addressed is not None:
+            self.outbox.send(addressed)
+
+    def _send_all(self, stanzas: list[Stanza]) -> bool:
+        if not self.stream.up:
+            return False
+        return self.outbox.send_all([s for s in map(self.rooms.outgoing, stanzas) if s is not None])
+
     def _stream_changed(self, up: bool) -> None:
         self.metrics.xmpp_connected.set(1 if up else 0)
         if up:
             self.metrics.xmpp_connects.inc()
             self.outbox.stream_up()
+            self.rooms.stream_up()
             self.connected.set()
         else:
+            self.rooms.stream_down()
             self.connected.clear()
 
     async def start(self) -> None:
+        delivery = self.bridge.delivery
+        if delivery is not None:  # first: what the last run left queued waits for nothing else (replies are held
+            delivery.open()  # by the outbox until the stream is up)
+        self.rooms.open()
         self.notifier.start()
         listen = self.config.web.listen
         if listen is not None:
@@ -97,16 +121,18 @@ class App:
             log.info("serving /metrics and /healthz on %s:%d", listen.host, self.web_port)
         self._supervisor = asyncio.create_task(self.stream.maintain(self._stop, self.backoff, self._stream_changed))
         if self.config.api.listen is not None:
+            more = [] if delivery is None else [api_status.add_routes(delivery, self.config.api.token)]
+            more.append(api_rooms.add_routes(self.rooms, self.config.api.token))
             self._api = await api_server.start(
-                self.config, self.metrics, lambda: self.stream.up, self.outbox.send_all, self.iq_waiter
+                self.config, self.metrics, lambda: self.stream.up, self._send_all, self.iq_waiter, more
             )
             self.api_port = self._api.port
             log.info("send API on %s:%d", self.config.api.listen.host, self.api_port)
 
     async def stop(self) -> None:
         """Stop taking API requests; refuse new stanzas (each sender is told) while the bot requests under way
-        finish (bounded); flush notifications; close the stream, then the servers and the client. Safe to call
-        twice."""
+        finish (bounded); flush notifications; close the stream, then the queue of queued delivery (what it holds
+        stays on disk for the next start), the servers and the client. Safe to call twice."""
         if self._stopping:
             return
         self._stopping = True
@@ -114,9 +140,12 @@ class App:
             await self._api.close()
         await self.bridge.drain(self.config.bot.timeout + 1)
         await self.notifier.stop(self.flush_seconds)
+        self.rooms.stop()  # the bots leave their rooms before the stream closes
         self._stop.set()
         if self._supervisor is not None:
             await self._supervisor
+        if self.bridge.delivery is not None:
+            self.bridge.delivery.close()
         self.outbox.discard_held()
         if self._web is not None:
             await self._web.close()

@@ -112,4 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     except ListenError as exc:
         print(f"xmpp-http-component: {exc}", file=sys.stderr)
         return EXIT_START
+    except config.ConfigError as exc:  # found at start: e.g. state.dir cannot hold the queue
+        print(f"xmpp-http-component: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0

@@ -12,11 +12,13 @@ import codecs
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import unescape
 
 from component import error_map, mapping
 from component.mapping import NS_RECEIPTS, TOP, MappingError
+from component.rooms.protocol import NS_CONFERENCE, NS_MUC_USER, Invite, read_invite, resource, subject_only
 from component.stanza import TYPES, Stanza, as_kind, bare, build, child_text, error_reply, new_id, normalise_jid
 from component.stanza import parse as parse_stanza
 from component.xml import (
@@ -55,6 +57,76 @@ class StanzaTooLarge(ReplyError):
     """A stanza over component.max_stanza_bytes: the server would close the stream on it."""
 
 
+@dataclass(slots=True)
+class RoomStanza(Stanza):
+    """A stanza from a room the bot sits in (or an invitation to one), with what the room manager knows beside it:
+    `event` (groupchat, private, subject or invite), the room, the sender's nick and real JID (when the room shows
+    it), and for an invitation whether the bot is joining. A stanza without this context (e.g. read back from a
+    queue) is given what its own XML tells."""
+
+    event: str = "groupchat"
+    room: str = ""
+    nick: str | None = None
+    real_jid: str | None = None
+    invite: Invite | None = None
+    joining: bool = False
+
+
+def room_stanza(
+    stanza: Stanza,
+    event: str,
+    room: str,
+    nick: str | None = None,
+    real_jid: str | None = None,
+    invite: Invite | None = None,
+    joining: bool = False,
+) -> RoomStanza:
+    """`stanza` with its room context."""
+    s = stanza
+    return RoomStanza(s.kind, s.to, s.from_, s.type, s.id, s.body, s.xml, event, room, nick, real_jid, invite, joining)
+
+
+def _room_context(stanza: Stanza) -> RoomStanza | None:
+    """The room context of a stanza: its own, or what its XML tells (a groupchat message, a private message with
+    MUC's <x/>, an invitation)."""
+    if isinstance(stanza, RoomStanza):
+        return stanza
+    if stanza.kind != "message":
+        return None
+    if stanza.type == "groupchat":
+        elem = _element(stanza) if "<subject" in stanza.xml else None
+        event = "subject" if elem is not None and subject_only(elem) else "groupchat"
+        return room_stanza(stanza, event, bare(stanza.from_), nick=resource(stanza.from_) or None)
+    if NS_CONFERENCE in stanza.xml or NS_MUC_USER in stanza.xml:
+        elem = _element(stanza)
+        if elem is None:
+            return None
+        invite = read_invite(elem, stanza.from_)
+        if invite is not None:
+            return room_stanza(stanza, "invite", invite.room, invite=invite)
+        if resource(stanza.from_) and elem.find(f"{{{NS_MUC_USER}}}x") is not None:
+            return room_stanza(stanza, "private", bare(stanza.from_), nick=resource(stanza.from_))
+    return None
+
+
+def _room_json(room: RoomStanza) -> str:
+    """The room fields of the JSON POSTed to the bot."""
+    out = {"event": room.event, "room": room.room}
+    if room.nick is not None:
+        out["nick"] = room.nick
+    if room.real_jid is not None:
+        out["real_jid"] = room.real_jid
+    invite = room.invite
+    if invite is not None:
+        out |= {"inviter": invite.inviter, "invite": invite.how}
+        if invite.reason is not None:
+            out["reason"] = invite.reason
+        if invite.password is not None:
+            out["password"] = invite.password
+        out["joining"] = room.joining  # type: ignore[assignment]
+    return "".join(f",{_json_str(name)}:{_json_value(value)}" for name, value in out.items())
+
+
 class Replies(list[Stanza]):
     """The stanzas to send for a bot's 2xx reply, in order. `ignored` is the media type of a 200 whose content
     is not read (neither JSON, XML nor text, e.g. text/html), '' otherwise."""
@@ -77,6 +149,9 @@ def request_json(stanza: Stanza) -> bytes:
         parts.append(f',"type":{_json_str(stanza_type)}')
     if stanza.id is not None:
         parts.append(f',"id":{_json_str(stanza.id)}')
+    room = _room_context(stanza) if stanza.kind == "message" else None
+    if room is not None:
+        parts.append(_room_json(room))
     xml = stanza.xml
     tags = xml.count("<")
     if tags <= 2 or (tags == 4 and xml.endswith("</body></message>")):  # no child, or a lone <body>
@@ -84,7 +159,7 @@ def request_json(stanza: Stanza) -> bytes:
             parts.append(f',"lang":{_json_str(lang)}')
     else:
         for name, value in _fields(stanza).items():
-            if name != "body":
+            if name != "body" and (room is None or name != "nick"):  # in a room, `nick` is the occupant's
                 parts.append(f",{_json_str(name)}:{_json_value(value)}")
     parts.append(f',"stanza":{_json_str(xml)}}}')
     return "".join(parts).encode()
@@ -229,7 +304,7 @@ def _objects(original: Stanza, domain: str, value: Any, require_to: bool) -> lis
         where = f"item {index}: " if isinstance(value, list) else ""
         if not isinstance(item, dict):
             raise ReplyError(f"{where}expected a JSON object, got {type(item).__name__}")
-        if require_to and item.get("stanza") is None and not item.get("to"):
+        if require_to and item.get("stanza") is None and not item.get("to") and not item.get("room"):
             raise ReplyError(f"{where}'to' is required", "to")
         try:
             out.append(_object_reply(original, domain, item))
@@ -322,7 +397,26 @@ def _receipt(original: Stanza) -> Stanza | None:
     return build("message", original.from_, original.to, stanza_type, new_id(), payload=payload)
 
 
+def _room_reply(obj: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A reply naming a room (`room`: a room's bare JID): the object without it, and the room."""
+    if "room" not in obj:
+        return obj, None
+    rest = {name: value for name, value in obj.items() if name != "room"}
+    room = _string_field(obj, "room")
+    if room is None:
+        return rest, None
+    if rest.get("to") is not None or rest.get("stanza") is not None:
+        raise ReplyError("'room' names the recipient: give 'room' or 'to' (or 'stanza'), not both", "room")
+    if rest.get("kind") not in (None, "message") or rest.get("type") not in (None, "groupchat"):
+        raise ReplyError("'room' sends a message of type groupchat: leave 'kind' and 'type' out", "room")
+    jid = check_jid("room", room)
+    if "/" in jid or "@" not in jid:
+        raise ReplyError(f"'room' must be a room's bare JID, such as 'dev@conference.example.com': {room!r}", "room")
+    return rest | {"to": jid, "type": "groupchat"}, jid
+
+
 def _object_reply(original: Stanza, domain: str, obj: dict[str, Any]) -> Stanza:
+    obj, _ = _room_reply(obj)
     keys = obj.keys()
     if not keys <= mapping.NAMES:
         shown = mapping.shown(mapping.unknown(obj) or "")
@@ -350,6 +444,10 @@ def _object_reply(original: Stanza, domain: str, obj: dict[str, Any]) -> Stanza:
     if kind == "presence" and stanza_type == "available":
         stanza_type = None
     to_default = original.from_
+    if original.kind == "message" and original.type != "groupchat":
+        context = _room_context(original)  # two substring checks unless the message is MUC's
+        if context is not None and context.invite is not None and context.invite.inviter:
+            to_default = context.invite.inviter  # an invitation is answered to whoever invited, not to the room
     if kind == "message":
         stanza_type = stanza_type or ("groupchat" if original.type == "groupchat" else "chat")
         if stanza_type == "groupchat" and original.type == "groupchat":  # to the room, not to the occupant

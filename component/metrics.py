@@ -22,6 +22,7 @@ class Outcome(StrEnum):
     QUEUE_FULL = "queue_full"  # refused at once: bot.max_queued stanzas were waiting
     NO_ROUTE = "no_route"  # no bot serves the recipient
     SHUTTING_DOWN = "shutting_down"  # arrived while the component was stopping
+    GAVE_UP = "gave_up"  # queued delivery: still failing when bot.retry_for passed (now a dead letter)
 
 
 class Metrics:
@@ -56,6 +57,50 @@ class Metrics:
         )
         self.bot_in_flight = Gauge("bot_requests_in_flight", "Bot requests under way", registry=r)
         self.bot_queued = Gauge("bot_stanzas_queued", "Stanzas accepted for the bot and not yet answered", registry=r)
+        # queued delivery (bot.delivery = "queued"): no label per bot URL (a {local} URL has no bound); the send
+        # API's GET /v1/status has the figures per URL
+        self.delivery_pending = Gauge(
+            "bot_delivery_pending", "Queued delivery: stanzas accepted and not yet delivered nor given up", registry=r
+        )
+        self.delivery_oldest = Gauge(
+            "bot_delivery_oldest_pending_seconds", "Queued delivery: age of the oldest pending stanza", registry=r
+        )
+        self.delivery_retries = Counter(
+            "bot_delivery_retries", "Queued delivery: failed attempts that will be tried again", registry=r
+        )
+        self.delivery_dead = Gauge(
+            "bot_delivery_dead_letters", "Queued delivery: stanzas given up, in the dead-letter table", registry=r
+        )
+        self.delivery_last_success = Gauge(
+            "bot_delivery_last_success_timestamp_seconds", "Queued delivery: Unix time of the last delivery", registry=r
+        )
+        self.delivery_last_error = Gauge(
+            "bot_delivery_last_error_timestamp_seconds",
+            "Queued delivery: Unix time of the last failed attempt",
+            registry=r,
+        )
+        self.delivery_commits = Counter(
+            "bot_delivery_commits", "Queued delivery: transactions written to the queue (one per loop turn)", registry=r
+        )
+        # group chats (XEP-0045): reasons and conditions are bounded sets (component/rooms/manager.py)
+        self.rooms_wanted = Gauge("xmpp_rooms", "Rooms the bots should sit in (one per bot and room)", registry=r)
+        self.rooms_joined = Gauge("xmpp_rooms_joined", "Rooms the bots sit in now", registry=r)
+        self.room_joins = Counter("xmpp_room_joins", "Join presences sent to rooms", registry=r)
+        self.room_failures = Counter(
+            "xmpp_room_failures",
+            "Times a bot was refused or put out of a room, by condition (kicked, not-authorized, conflict...)",
+            ["condition"],
+            registry=r,
+        )
+        self.room_lost = Counter(
+            "xmpp_room_lost", "Silent drops found by a self-ping (XEP-0410) and joined again", registry=r
+        )
+        self.room_dropped = Counter(
+            "xmpp_room_stanzas_dropped",
+            "Room stanzas not forwarded or not sent, by reason (own, history, room_notice, error_reply...)",
+            ["reason"],
+            registry=r,
+        )
         self.xmpp_connected = Gauge("xmpp_connected", "1 while the component stream is up", registry=r)
         self.xmpp_connects = Counter("xmpp_connects", "Component streams established", registry=r)
         self.internal_errors = Counter(

@@ -27,9 +27,10 @@ MEDIA = (codec.JSON, codec.XMPP_XML)
 BODY_SECONDS = 10.0
 
 
-def _error(
+def json_error(
     status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None, close: bool = False
 ) -> web.Response:
+    """A JSON error answer, `{"error": message, "field": ...}`: the one shape of every refusal of the send API."""
     body: dict[str, Any] = {"error": message}
     if field is not None:
         body["field"] = field
@@ -44,7 +45,7 @@ def unauthorized(request: web.Request, token: bytes) -> web.Response | None:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token):
         return None
-    return _error(
+    return json_error(
         401,
         "a valid 'Authorization: Bearer <api.token>' header is required",
         headers={"WWW-Authenticate": 'Bearer realm="xmpp-http-component"'},
@@ -80,28 +81,28 @@ def make_app(
 
     async def read_stanzas(request: web.Request) -> list[Stanza] | web.Response:
         if request.content_length is not None and request.content_length > limit:
-            return _error(413, too_big, close=True)
+            return json_error(413, too_big, close=True)
         if (refused := unauthorized(request, token)) is not None:
             return refused
         media = codec.media_type(request.content_type)
         if media not in MEDIA:
-            return _error(
+            return json_error(
                 415, f"Content-Type must be {codec.JSON} or {codec.XMPP_XML}, got {media or 'none'!r}", close=True
             )
         try:
             body = await read_body(request)
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, too_big, close=True)
+            return json_error(413, too_big, close=True)
         if body is None:
-            return _error(408, f"the body did not arrive within {BODY_SECONDS:g} s", close=True)
+            return json_error(408, f"the body did not arrive within {BODY_SECONDS:g} s", close=True)
         if not is_up():
-            return _error(503, "the XMPP stream is down; nothing was sent, try again later")
+            return json_error(503, "the XMPP stream is down; nothing was sent, try again later")
         try:
             return codec.api_stanzas(domain, media, body, config.component.max_stanza_bytes)
         except StanzaTooLarge as exc:
-            return _error(413, str(exc))
+            return json_error(413, str(exc))
         except ReplyError as exc:
-            return _error(403 if exc.forbidden else 400, str(exc), exc.field)
+            return json_error(403 if exc.forbidden else 400, str(exc), exc.field)
 
     @web.middleware
     async def count(
@@ -110,7 +111,7 @@ def make_app(
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            response = _error(exc.status, exc.reason)
+            response = json_error(exc.status, exc.reason)
         route = request.match_info.route.resource
         # a registered route's pattern (a bounded set, e.g. "/v1/rooms/{room}"), or "other": never the raw path
         path = route.canonical if route is not None else "other"
@@ -122,7 +123,7 @@ def make_app(
         if isinstance(result, web.Response):
             return result
         if not send_all(result):
-            return _error(503, "the XMPP stream went down; nothing was sent, try again later")
+            return json_error(503, "the XMPP stream went down; nothing was sent, try again later")
         return web.json_response({"sent": len(result)})
 
     async def iq(request: web.Request) -> web.Response:
@@ -130,15 +131,15 @@ def make_app(
         if isinstance(result, web.Response):
             return result
         if len(result) != 1 or result[0].kind != "iq" or result[0].type not in ("get", "set"):
-            return _error(400, "expected exactly one iq of type get or set", "kind")
+            return json_error(400, "expected exactly one iq of type get or set", "kind")
         try:
             answer = await waiter.ask(result[0], timeout, send_all)
         except ValueError as exc:
-            return _error(400, str(exc), "id")
+            return json_error(400, str(exc), "id")
         except Closed:
-            return _error(503, "the component is shutting down")
+            return json_error(503, "the component is shutting down")
         if answer is None:
-            return _error(504, f"no answer within {timeout:g} s (bot.timeout)")
+            return json_error(504, f"no answer within {timeout:g} s (bot.timeout)")
         return web.json_response({"type": answer.type, "stanza": answer.xml})
 
     app = web.Application(middlewares=[count], client_max_size=limit)

@@ -5,6 +5,10 @@ that the sender hears resource-constraint at once). `bot.timeout` counts from th
 the queue included: a sender told "Gateway timeout" is never POSTed for afterwards. Replies within one
 conversation (`stanza.conversation`: sender full JID and component JID, or the room for a groupchat) leave in
 the order the stanzas arrived, and conversations never wait on each other.
+
+With `bot.delivery = "queued"`, every stanza but an iq goes to queued delivery instead (component/delivery/: written
+to a durable queue, POSTed in order per conversation, retried); an iq needs its answer within the client's
+patience, so it keeps this direct path.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from component.bot import client, signing
 from component.bot.routes import Router, fill
 from component.codec import ReplyError
 from component.config import BotSection
+from component.delivery.sender import Delivery
 from component.metrics import Metrics, Outcome
 from component.stanza import Stanza, XmppError, conversation, error_reply
 
@@ -46,6 +51,7 @@ class Bridge:
         send: Send,
         metrics: Metrics,
         max_stanza_bytes: int,
+        state_dir: str = "",
     ) -> None:
         self._bot = bot
         self._max_stanza_bytes = max_stanza_bytes
@@ -63,9 +69,14 @@ class Bridge:
         self._accepting = True
         self._in_flight = 0
         self._ignoring: set[str] = set()  # the bots (URL templates) whose ignored replies were logged
-        # read when scraped, not set on every stanza
-        metrics.bot_queued.set_function(lambda: len(self._tasks))
-        metrics.bot_in_flight.set_function(lambda: self._in_flight)
+        self.delivery: Delivery | None = None
+        if bot.delivery == "queued":
+            self.delivery = d = Delivery(bot, domain, http, send, metrics, max_stanza_bytes, state_dir, self._slots)
+            metrics.bot_queued.set_function(lambda: len(self._tasks) + d.pending)
+            metrics.bot_in_flight.set_function(lambda: self._in_flight + d.in_flight)
+        else:  # read when scraped, not set on every stanza
+            metrics.bot_queued.set_function(lambda: len(self._tasks))
+            metrics.bot_in_flight.set_function(lambda: self._in_flight)
 
     @property
     def queued(self) -> int:
@@ -73,6 +84,9 @@ class Bridge:
 
     def submit(self, stanza: Stanza) -> None:
         """Take a stanza for the bot; never blocks. Stanzas of type error must not reach here."""
+        if self.delivery is not None and stanza.kind != "iq":
+            self.delivery.submit(stanza)
+            return
         if not self._accepting:
             self._metrics.outcomes[Outcome.SHUTTING_DOWN].inc()
             self._send(error_reply(stanza, error_map.SHUTTING_DOWN))
@@ -203,7 +217,13 @@ class Bridge:
 
     async def drain(self, timeout: float) -> None:
         """Refuse new stanzas (each sender is told), give those accepted up to `timeout` seconds, then cancel
-        the rest."""
+        the rest. Queued delivery, meanwhile, starts no new attempt and still writes what arrives to its queue."""
+        if self.delivery is not None:
+            await asyncio.gather(self._drain(timeout), self.delivery.drain(timeout))
+        else:
+            await self._drain(timeout)
+
+    async def _drain(self, timeout: float) -> None:
         self._accepting = False
         if not self._tasks:
             return

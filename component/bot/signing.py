@@ -15,9 +15,15 @@ def signature(secret: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(mac).decode()
 
 
-def headers(secret: bytes, body: bytes, now: float | None = None) -> dict[str, str]:
-    """The three headers for one request; the id is unique, so a bot can reject replays."""
-    msg_id = f"msg_{uuid.uuid4().hex}"
+def new_id() -> str:
+    """A unique webhook-id."""
+    return f"msg_{uuid.uuid4().hex}"
+
+
+def headers(secret: bytes, body: bytes, now: float | None = None, msg_id: str | None = None) -> dict[str, str]:
+    """The three headers for one request. The id is unique unless given (queued delivery gives the same one on
+    every attempt of a stanza, each signed afresh with its own timestamp), so a bot can reject replays."""
+    msg_id = new_id() if msg_id is None else msg_id
     timestamp = int(time.time() if now is None else now)
     return {
         "webhook-id": msg_id,

@@ -1,4 +1,4 @@
-"""The component's own sections ([component], [bot], [presence], [web], [api], [state]) and `Config`, which
+"""The component's own sections ([component], [bot], [presence], [web], [api], [state], [rooms]) and `Config`, which
 holds them and notify's; `from_dict` and `load` read a whole configuration into it, checked in one pass."""
 
 from __future__ import annotations
@@ -197,6 +197,24 @@ class BotSection:
     headers: dict[str, str] = opt(
         "extra request headers, e.g. { Authorization = 'Bearer ...' }", {}, _headers, mask=_masked_headers
     )
+    delivery: Literal["direct", "queued"] = opt(
+        "'direct': each stanza POSTed once, a failure answered at once; 'queued': each stanza written to a durable "
+        "queue in state.dir first, then POSTed in order per conversation and retried (connection failures, "
+        "timeouts, 5xx, 408, 429) until bot.retry_for passes; iqs stay direct",
+        "direct",
+    )
+    retry_for: float = opt(
+        "queued delivery: seconds a stanza is retried, from its arrival; then the sender gets a timeout error and the "
+        "stanza goes to the dead letters",
+        86400.0,
+        positive,
+    )
+    retry_first: float = opt(
+        "queued delivery: seconds before the first retry; each further wait doubles (less up to half, at random)",
+        1.0,
+        positive,
+    )
+    retry_most: float = opt("queued delivery: the longest wait between two attempts, in seconds", 300.0, positive)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +253,100 @@ class StateSection:
     )
 
 
+def _local_part(key: str, value: str) -> str:
+    if not value or "@" in value or "/" in value:
+        raise ConfigError(f"{key}: expected the local part of a bot JID, such as 'echo', got {value!r}")
+    try:
+        return JID(f"{value}@x.example").user
+    except InvalidJID as exc:
+        raise ConfigError(f"{key}: not a valid local part: {value!r} ({exc})") from None
+
+
+def _room_jid(key: str, value: str) -> str:
+    try:
+        jid = JID(value)
+    except InvalidJID as exc:
+        raise ConfigError(f"{key}: not a valid room JID: {value!r} ({exc})") from None
+    if not jid.user or jid.resource:
+        raise ConfigError(f"{key}: expected a room's bare JID such as 'dev@conference.example.com', got {value!r}")
+    return f"{jid.user}@{jid.domain.rstrip('.')}"
+
+
+def _not_negative(key: str, value: int) -> int:
+    if value < 0:
+        raise ConfigError(f"{key}: expected 0 or more, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEntry:
+    """[[rooms.join]]: one room one bot sits in."""
+
+    jid: str = opt("the room's bare JID", check=_room_jid, example="dev@conference.example.com")
+    bot: str = opt("the local part of the bot JID that sits in the room", check=_local_part, example="echo")
+    nick: str = opt("the bot's nick in the room; '' uses the bot's local part", "")
+    password: str = opt("the room's password, if it has one", "", mask=masked)
+    history: int = opt(
+        "old messages asked for on joining and forwarded (marked with `delay`); 0 asks for none and drops any sent",
+        0,
+        _not_negative,
+    )
+
+
+def _read_rooms(key: str, value: Any) -> tuple[RoomEntry, ...]:
+    entries: list[RoomEntry] = []
+    for index, item in enumerate(expect(key, value, (list,), "an array of tables ([[rooms.join]])")):
+        entry = read_section(RoomEntry, f"{key}[{index}]", item)
+        for earlier, other in enumerate(entries):
+            if (other.jid, other.bot) == (entry.jid, entry.bot):
+                raise ConfigError(f"{key}[{index}]: bot {entry.bot!r} is already in {entry.jid} ({key}[{earlier}])")
+        entries.append(entry)
+    return tuple(entries)
+
+
+def _show_rooms(entries: tuple[RoomEntry, ...]) -> list[dict[str, Any]]:
+    return [
+        {"jid": e.jid, "bot": e.bot, "nick": e.nick, "password": masked(e.password), "history": e.history}
+        for e in entries
+    ]
+
+
+def _read_bots(key: str, value: Any) -> tuple[str, ...]:
+    for index, item in enumerate(expect(key, value, (list,), "an array of strings")):
+        expect(f"{key}[{index}]", item, (str,), "a string")
+    return tuple(_local_part(f"{key}[{index}]", item) for index, item in enumerate(value))
+
+
+@dataclass(frozen=True, slots=True)
+class RoomsSection:
+    """[rooms]: group chats (XEP-0045). The rooms themselves are [[rooms.join]] tables."""
+
+    accept_invites: tuple[str, ...] = opt(
+        "bots (local parts) that join the rooms they are invited to, e.g. ['echo']; the others only hear of it",
+        (),
+        read=Converter(_read_bots, list),
+    )
+    ping_interval: float = opt(
+        "seconds between two self-pings (XEP-0410) of each joined room: a silent drop is found within this",
+        60.0,
+        positive,
+    )
+    timeout: float = opt("seconds to wait for the answer to a join or a self-ping", 30.0, positive)
+    retry_first: float = opt(
+        "seconds before joining again after a kick, a ban, a wrong password or another refusal; each further wait "
+        "doubles",
+        5.0,
+        positive,
+    )
+    retry_most: float = opt("the longest wait between two attempts to join a room, in seconds", 600.0, positive)
+    join: tuple[RoomEntry, ...] = opt(
+        "the rooms the bots sit in: [[rooms.join]] tables of jid (the room), bot (its local part), nick, password "
+        "and history, written after the [rooms] keys (instead of `join = []`)",
+        (),
+        read=Converter(_read_rooms, _show_rooms),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """A whole configuration: the component's sections, and notify's pools, handlers and rabbit backend."""
@@ -245,6 +357,7 @@ class Config:
     web: WebSection = field(default_factory=WebSection)
     api: ApiSection = field(default_factory=ApiSection)
     state: StateSection = field(default_factory=StateSection)
+    rooms: RoomsSection = field(default_factory=RoomsSection)
     pools: dict[str, notify.HttpPool] = field(default_factory=dict)
     handlers: tuple[notify.PushHandler, ...] = ()
     rabbit: notify.Rabbit | None = None
@@ -257,6 +370,7 @@ SECTIONS: dict[str, type] = {
     "web": WebSection,
     "api": ApiSection,
     "state": StateSection,
+    "rooms": RoomsSection,
 }
 NOTIFY_SECTIONS = ("outgoing_pools", "event_pusher")
 
@@ -272,6 +386,11 @@ def from_dict(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> C
     config = Config(**built, pools=pools, handlers=handlers, rabbit=notify.read_rabbit(raw, env))
     if not config.bot.url and not config.bot.routes:
         raise ConfigError("bot.url: required unless [bot.routes] names every bot (where stanzas are POSTed)")
+    if config.bot.delivery == "queued" and not config.state.dir:
+        raise ConfigError("state.dir: required when bot.delivery = 'queued' (the folder of the durable queue)")
+    for index, entry in enumerate(config.rooms.join):
+        if entry.jid.rpartition("@")[2] == config.component.jid:
+            raise ConfigError(f"rooms.join[{index}].jid: a room of {config.component.jid} itself is one of the bots")
     if config.api.listen is not None and not config.api.token:
         raise ConfigError(f"api.token: required when api.listen is set (or set ${API_TOKEN_ENV})")
     return config

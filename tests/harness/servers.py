@@ -103,6 +103,7 @@ class XmppServer:
     workdir: Path
     domain: str = "localhost"  # the user host
     component_domains: tuple[str, ...] = ("bot.localhost",)
+    muc_domain: str = "conference.localhost"  # the server's own group chat service (XEP-0045)
     component_secret: str = "s3cret"
     c2s_port: int = 0  # 0 -> a free loopback port, fixed at construction
     component_port: int = 0
@@ -354,6 +355,8 @@ class ProsodyServer(XmppServer):
         ]
         for comp in self.component_domains:
             lines += [f"Component {q(comp)}", f"  component_secret = {q(self.component_secret)}", ""]
+        # the built-in MUC component: anyone may create a room (locked until configured, as XEP-0045 says)
+        lines += [f'Component {q(self.muc_domain)} "muc"', "  restrict_room_creation = false", ""]
         self.config_path.write_text("\n".join(lines))
 
     def _command(self) -> list[str]:
@@ -505,6 +508,10 @@ class EjabberdServer(XmppServer):
             "  mod_time: {}",
             "  mod_offline:",
             "    access_max_user_messages: max_user_offline_messages",
+            "  mod_muc:",  # the group chat service (XEP-0045); anyone may create a room
+            f"    host: {q(self.muc_domain)}",
+            "    access_create: all",
+            "    history_size: 20",
             "",
         ]
         self.config_path.write_text("\n".join(y))
