@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from component import http_server, web
+from component import http_server, instance, web
 from component.api import rooms as api_rooms
 from component.api import server as api_server
 from component.api import status as api_status
@@ -46,7 +47,9 @@ class App:
         self.config = config
         self.flush_seconds = flush_seconds
         self.metrics = metrics or Metrics()
-        self.backoff = backoff
+        self.instance = instance.resolve(config.instance.id)
+        self.metrics.instance_info.labels(self.instance).set(1)
+        self.backoff = replace(backoff, standby=config.component.standby_retry)
         self.connected = asyncio.Event()
         self.web_port: int | None = None
         self.api_port: int | None = None

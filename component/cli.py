@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from component import __version__, config
+from component import __version__, config, instance
 from component.http_server import ListenError
 
 EXIT_CONFIG = 2
@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         print(config.describe(cfg), end="")
         print(f"{args.config}: ok")
         return 0
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(instance)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # every line names the instance ([instance] id)
+        handler.addFilter(instance.InstanceFilter(instance.resolve(cfg.instance.id)))
     # slixmpp logs every TCP close at INFO and stanza traffic at DEBUG; our own lines say what matters.
     logging.getLogger("slixmpp").setLevel(logging.DEBUG if args.log_level == "DEBUG" else logging.WARNING)
     try:

@@ -102,6 +102,12 @@ class Metrics:
             registry=r,
         )
         self.xmpp_connected = Gauge("xmpp_connected", "1 while the component stream is up", registry=r)
+        # the instance id as an info metric (1, the id in a label), not a label on every series: each instance is
+        # scraped on its own, so its series are told apart by the scrape's own `instance` label already; a join on
+        # it brings the id in where needed. Named instance_id: an `instance` label would clash with the scrape's.
+        self.instance_info = Gauge(
+            "component_instance_info", "Always 1; instance_id is [instance] id", ["instance_id"], registry=r
+        )
         self.xmpp_connects = Counter("xmpp_connects", "Component streams established", registry=r)
         self.internal_errors = Counter(
             "internal_errors", "Unexpected exceptions caught at the error boundary", registry=r

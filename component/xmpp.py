@@ -1,5 +1,7 @@
 """The XMPP side: a thin slixmpp ComponentXMPP that hands every stanza over as plain values, and the
-supervisor that keeps the component stream up (reconnect with backoff; slow retries when refused)."""
+supervisor that keeps the component stream up (reconnect with backoff; slow retries when refused; retries every
+`standby` seconds while another instance holds the domain: Prosody's `conflict`, the active/standby of several
+instances)."""
 
 from __future__ import annotations
 
@@ -23,11 +25,13 @@ OnRefused = Callable[[Stanza], None]
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Delays between connection attempts: doubling from `first` to `most`; `refused` after a refusal."""
+    """Delays between connection attempts: doubling from `first` to `most`; `refused` after a refusal; `standby`
+    after a `conflict` (another instance holds the domain)."""
 
     first: float = 0.5
     most: float = 30.0
     refused: float = 60.0
+    standby: float = 2.0
     handshake_timeout: float = 30.0
 
     def after(self, failures: int) -> float:
@@ -53,6 +57,7 @@ class ComponentStream(ComponentXMPP):
         self._attempt: asyncio.Future[str] | None = None
         self._down: asyncio.Future[str] | None = None
         self._last_error = ""
+        self._conflict = False  # the last refusal was a `conflict` stream error
         self.add_event_handler("session_start", self._on_session_start)
         self.add_event_handler("disconnected", self._on_disconnected)
         self.add_event_handler("connection_failed", self._on_connection_failed)
@@ -119,6 +124,7 @@ class ComponentStream(ComponentXMPP):
     def _on_stream_error(self, error: object) -> None:
         condition, text = error["condition"] or "undefined", error["text"]  # type: ignore[index]
         self._last_error = f"stream error {condition}{': ' + text if text else ''}"
+        self._conflict = condition == "conflict"
 
     def _on_disconnected(self, reason: object) -> None:
         self.up = False
@@ -131,10 +137,12 @@ class ComponentStream(ComponentXMPP):
         """Keep the component stream up until `stop` is set; each connect and disconnect is logged once."""
         loop = asyncio.get_running_loop()
         failures = 0
+        standing_by = False  # refused with `conflict` since the last other outcome: logged once, at INFO
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
                 self._last_error = ""
+                self._conflict = False
                 self._attempt = loop.create_future()
                 self._down = loop.create_future()
                 self.connect(self._host, self._port)
@@ -146,7 +154,14 @@ class ComponentStream(ComponentXMPP):
                 outcome = self._attempt.result() if self._attempt.done() else "timeout"
                 if outcome == "up":
                     failures = 0
-                    log.info("connected to %s:%d as component %s", self._host, self._port, self.boundjid.bare)
+                    log.info(
+                        "connected to %s:%d as component %s%s",
+                        self._host,
+                        self._port,
+                        self.boundjid.bare,
+                        " (taking over from the instance that held it)" if standing_by else "",
+                    )
+                    standing_by = False
                     on_change(True)
                     await asyncio.wait((self._down, stopping), return_when=asyncio.FIRST_COMPLETED)
                     on_change(False)
@@ -156,8 +171,23 @@ class ComponentStream(ComponentXMPP):
                         "disconnected from %s:%d (%s); reconnecting", self._host, self._port, self._down.result()
                     )
                     delay = backoff.first
+                elif outcome == "refused" and self._conflict:
+                    self.cancel_connection_attempt()
+                    delay = backoff.standby
+                    if not standing_by:
+                        log.info(
+                            "standing by: the XMPP server at %s:%d says another instance holds component %s (%s); "
+                            "trying again every %g s to take over when it goes",
+                            self._host,
+                            self._port,
+                            self.boundjid.bare,
+                            self._last_error,
+                            delay,
+                        )
+                    standing_by = True
                 else:
                     failures += 1
+                    standing_by = False
                     self.cancel_connection_attempt()
                     if outcome == "refused":
                         delay = backoff.refused

@@ -1,5 +1,6 @@
-"""The component's own sections ([component], [bot], [presence], [web], [api], [state], [rooms]) and `Config`, which
-holds them and notify's; `from_dict` and `load` read a whole configuration into it, checked in one pass."""
+"""The component's own sections ([component], [bot], [presence], [web], [api], [state], [rooms], [instance]) and
+`Config`, which holds them and notify's; `from_dict` and `load` read a whole configuration into it, checked in one
+pass."""
 
 from __future__ import annotations
 
@@ -157,6 +158,12 @@ class ComponentSection:
         500000,
         positive,
     )
+    standby_retry: float = opt(
+        "seconds between two attempts while the server refuses the stream with `conflict` because another instance "
+        "holds the domain (Prosody: active/standby); the standby takes over within this of the active one's end",
+        2.0,
+        positive,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +248,15 @@ class ApiSection:
         "",
         env=API_TOKEN_ENV,
         mask=masked,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSection:
+    id: str = opt(
+        "this process's name among several serving one domain, in every log line and in the metric "
+        "component_instance_info; '' makes it the host name and the process id, e.g. 'web1-4711'",
+        "",
     )
 
 
@@ -358,6 +374,7 @@ class Config:
     api: ApiSection = field(default_factory=ApiSection)
     state: StateSection = field(default_factory=StateSection)
     rooms: RoomsSection = field(default_factory=RoomsSection)
+    instance: InstanceSection = field(default_factory=InstanceSection)
     pools: dict[str, notify.HttpPool] = field(default_factory=dict)
     handlers: tuple[notify.PushHandler, ...] = ()
     rabbit: notify.Rabbit | None = None
@@ -371,6 +388,7 @@ SECTIONS: dict[str, type] = {
     "api": ApiSection,
     "state": StateSection,
     "rooms": RoomsSection,
+    "instance": InstanceSection,
 }
 NOTIFY_SECTIONS = ("outgoing_pools", "event_pusher")
 

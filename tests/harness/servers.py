@@ -391,6 +391,9 @@ class EjabberdServer(XmppServer):
     name: str = field(default="ejabberd", init=False)
     node: str = field(default="", init=False)
     dist_port: int = field(default=0, init=False)
+    # > 0: `domain_balancing` for every component domain, `type: bare_source` over this many connections (ejabberd
+    # 23.01 needs component_number with it); 0 (the default): no balancing, each stanza to any connection
+    component_number: int = 0
     cookie: str = field(default="", init=False, repr=False)
     _log_offset: int = field(default=0, init=False, repr=False)
 
@@ -478,6 +481,10 @@ class EjabberdServer(XmppServer):
         ]
         for comp in self.component_domains:
             y += [f"      {q(comp)}:", f"        password: {q(self.component_secret)}"]
+        if self.component_number:
+            y += ["domain_balancing:"]
+            for comp in self.component_domains:
+                y += [f"  {q(comp)}:", "    type: bare_source", f"    component_number: {self.component_number}"]
         y += [
             "shaper: {}",
             "shaper_rules:",

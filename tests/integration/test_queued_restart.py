@@ -6,10 +6,8 @@ A clean stop (SIGTERM) keeps the queue on disk as well."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +15,8 @@ import aiohttp
 import pytest
 
 from tests.harness.clients import WAIT
-from tests.harness.parts import COMPONENT, REPO, SECRET, ConnectClient
+from tests.harness.parts import COMPONENT, ConnectClient
+from tests.harness.processes import ComponentProcess
 from tests.harness.servers import XmppServer, free_port
 from tests.integration.test_queued import REPLY, TOKEN, IdempotentBot, by_conversation, replies
 
@@ -30,40 +29,8 @@ def server(prosody: XmppServer) -> XmppServer:
     return prosody
 
 
-class Component:
-    """The component as a separate process, started again on the same configuration at will."""
-
-    def __init__(self, config: Path, web_port: int, api_port: int, log: Path) -> None:
-        self.config, self.web_port, self.api_port, self.log = config, web_port, api_port, log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "component",
-                "--config",
-                str(self.config),
-                cwd=REPO,
-                env={**os.environ, "XMPP_COMPONENT_SECRET": SECRET},
-                stdout=log,
-                stderr=log,
-            )
-        async with asyncio.timeout(WAIT):  # up once /healthz says the stream is
-            while await self.get("/healthz", self.web_port) != 200:
-                assert self.proc.returncode is None, self.log.read_text()
-                await asyncio.sleep(0.05)
-
-    async def get(self, path: str, port: int) -> int | None:
-        try:
-            async with (
-                aiohttp.ClientSession() as session,
-                session.get(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {TOKEN}"}) as resp,
-            ):
-                return resp.status
-        except aiohttp.ClientError:
-            return None
+class Component(ComponentProcess):
+    """The component process, with the send API's count of what is pending."""
 
     async def pending(self) -> int:
         async with (
@@ -73,11 +40,6 @@ class Component:
             ) as resp,
         ):
             return int((await resp.json())["pending"])
-
-    async def stop(self, sig: signal.Signals) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        return await asyncio.wait_for(self.proc.wait(), WAIT)
 
 
 @pytest.fixture
@@ -93,11 +55,9 @@ async def component(server: XmppServer, tmp_path: Path) -> AsyncIterator[tuple[C
         f'[web]\nlisten = "127.0.0.1:{web_port}"\n'
         f'[api]\nlisten = "127.0.0.1:{api_port}"\ntoken = "{TOKEN}"\n'
     )
-    process = Component(config, web_port, api_port, tmp_path / "component.log")
+    process = Component(config, web_port, tmp_path / "component.log", api_port, TOKEN)
     yield process, bot
-    if process.proc is not None and process.proc.returncode is None:
-        process.proc.kill()
-        await process.proc.wait()
+    await process.close()
     await bot.stop()
 
 
