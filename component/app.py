@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import xml.etree.ElementTree as ET
+from contextlib import suppress
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from component.api import status as api_status
 from component.api.iq import IqWaiter
 from component.bot.bridge import Bridge
 from component.bot.client import Client
+from component.cluster import IqRelay, Slots
 from component.config import Config
 from component.inbound import Inbound
 from component.metrics import Metrics
@@ -50,6 +52,8 @@ class App:
         self.instance = instance.resolve(config.instance.id)
         self.metrics.instance_info.labels(self.instance).set(1)
         self.backoff = replace(backoff, standby=config.component.standby_retry)
+        slots = config.instance.slots
+        self.slots = Slots(config.instance, config.component.jid, self.instance, self.metrics) if slots else None
         self.connected = asyncio.Event()
         self.web_port: int | None = None
         self.api_port: int | None = None
@@ -61,7 +65,13 @@ class App:
         c = config.component
         self.notifier = Notifier(config, self.metrics, rabbit_backoff)
         emit = self.notifier.emit if config.handlers or config.rabbit is not None else None
-        self.iq_waiter = IqWaiter()
+        self.iq_relay: IqRelay | None = None
+        if self.slots is None:
+            self.iq_waiter = IqWaiter()
+        else:  # several instances: an iq's answer may reach another instance (component/api/iq.py)
+            self.iq_waiter = IqWaiter(self.instance)
+            self.iq_relay = IqRelay(config.instance, c.jid, self.instance, self.iq_waiter.take)
+            self.iq_waiter.forward = self.iq_relay.forward
         self.http = Client({"User-Agent": USER_AGENT}, max_idle_per_origin=config.bot.max_in_flight)
         self.stream = ComponentStream(c.jid, c.secret, c.host, c.port, self._receive, self._refused)
         self.outbox = Outbox(self.stream, self.metrics, c.jid, c.max_stanza_bytes, emit)
@@ -101,6 +111,8 @@ class App:
 
     def _stream_changed(self, up: bool) -> None:
         self.metrics.xmpp_connected.set(1 if up else 0)
+        if self.bridge.delivery is not None:
+            self.bridge.delivery.stream_changed(up)
         if up:
             self.metrics.xmpp_connects.inc()
             self.outbox.stream_up()
@@ -112,17 +124,23 @@ class App:
 
     async def start(self) -> None:
         delivery = self.bridge.delivery
-        if delivery is not None:  # first: what the last run left queued waits for nothing else (replies are held
-            delivery.open()  # by the outbox until the stream is up)
+        if delivery is not None:  # first: what the last run left queued is loaded, and POSTed once the stream is up
+            delivery.stream_changed(False)
+            delivery.open()
         self.rooms.open()
         self.notifier.start()
+        if self.iq_relay is not None:
+            self.iq_relay.start()
         listen = self.config.web.listen
         if listen is not None:
             app = web.make_app(self.metrics, lambda: self.stream.up)
             self._web = await http_server.serve(app, "web.listen", listen.host, listen.port, http_server.WEB_LIMITS)
             self.web_port = self._web.port
             log.info("serving /metrics and /healthz on %s:%d", listen.host, self.web_port)
-        self._supervisor = asyncio.create_task(self.stream.maintain(self._stop, self.backoff, self._stream_changed))
+        if self.slots is None:
+            self._supervisor = asyncio.create_task(self.stream.maintain(self._stop, self.backoff, self._stream_changed))
+        else:
+            self._supervisor = asyncio.create_task(self._serve_slots(self.slots))
         if self.config.api.listen is not None:
             more = [] if delivery is None else [api_status.add_routes(delivery, self.config.api.token)]
             more.append(api_rooms.add_routes(self.rooms, self.config.api.token))
@@ -131,6 +149,28 @@ class App:
             )
             self.api_port = self._api.port
             log.info("send API on %s:%d", self.config.api.listen.host, self.api_port)
+
+    async def _serve_slots(self, slots: Slots) -> None:
+        """With [instance] slots: hold an XMPP connection only while holding a slot (component/cluster.py)."""
+        while not self._stop.is_set():
+            if await slots.take(self._stop) is None:
+                break
+            tenure = asyncio.Event()  # set when the stop begins or the lock is lost: the stream closes
+            held = asyncio.create_task(self._hold(slots, tenure))
+            try:
+                await self.stream.maintain(tenure, self.backoff, self._stream_changed)
+            finally:
+                if not held.done():
+                    held.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await held
+        await slots.release()
+
+    async def _hold(self, slots: Slots, tenure: asyncio.Event) -> None:
+        try:
+            await slots.hold(self._stop)
+        finally:
+            tenure.set()
 
     async def stop(self) -> None:
         """Stop taking API requests; refuse new stanzas (each sender is told) while the bot requests under way
@@ -150,6 +190,8 @@ class App:
         if self.bridge.delivery is not None:
             self.bridge.delivery.close()
         self.outbox.discard_held()
+        if self.iq_relay is not None:
+            await self.iq_relay.close()
         if self._web is not None:
             await self._web.close()
         self.http.close()

@@ -109,6 +109,13 @@ class Metrics:
             "component_instance_info", "Always 1; instance_id is [instance] id", ["instance_id"], registry=r
         )
         self.xmpp_connects = Counter("xmpp_connects", "Component streams established", registry=r)
+        self.instance_slot = Gauge(
+            "component_instance_slot",
+            "The slot this instance holds ([instance] slots: 0 to slots-1); -1 while a spare or without slots",
+            registry=r,
+        )
+        self.instance_slot.set(-1)
+        self.slot_takeovers = Counter("component_slot_takeovers", "Slots taken (the first included)", registry=r)
         self.internal_errors = Counter(
             "internal_errors", "Unexpected exceptions caught at the error boundary", registry=r
         )

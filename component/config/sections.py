@@ -37,6 +37,7 @@ from component.stanza import KINDS, Kind
 SECRET_ENV = "XMPP_COMPONENT_SECRET"
 SIGNING_SECRET_ENV = "XMPP_COMPONENT_SIGNING_SECRET"
 API_TOKEN_ENV = "XMPP_COMPONENT_API_TOKEN"
+BROKER_PASSWORD_ENV = "XMPP_COMPONENT_BROKER_PASSWORD"
 URL_PLACEHOLDERS = {  # with the sample values a URL is checked with (as filled in: percent-encoded)
     "local": "x",
     "kind": KINDS[0],
@@ -251,13 +252,56 @@ class ApiSection:
     )
 
 
+def _at_least_zero(key: str, value: int) -> int:
+    if value < 0:
+        raise ConfigError(f"{key}: expected 0 or more, got {value}")
+    return value
+
+
+def _tcp_port(key: str, value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"{key}: expected a TCP port from 1 to 65535, got {value}")
+    return value
+
+
+def _instance_id(key: str, value: str) -> str:
+    if "~" in value or any(c.isspace() for c in value):
+        raise ConfigError(f"{key}: an instance id has no '~' and no spaces, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceSection:
     id: str = opt(
         "this process's name among several serving one domain, in every log line and in the metric "
-        "component_instance_info; '' makes it the host name and the process id, e.g. 'web1-4711'",
+        "component_instance_info; '' makes it the host name and the process id, e.g. 'web1-4711'; no '~' (it "
+        "separates the id in the send API's iq ids)",
         "",
+        _instance_id,
     )
+    slots: int = opt(
+        "the number of instances that serve the domain at once (ejabberd's component_number; 1 on Prosody): each "
+        "holds a slot through a lock on the broker below, one more waits as a spare and takes the slot of one "
+        "that dies; 0 takes no lock (every instance connects, as without a broker)",
+        0,
+        _at_least_zero,
+    )
+    broker_host: str = opt("address of the RabbitMQ broker that holds the slots' locks (with slots)", "localhost")
+    broker_port: int = opt("its AMQP port", 5672, _tcp_port)
+    broker_username: str = opt("the user the instance logs in as", "guest")
+    broker_password: str = opt(
+        f"that user's password; ${BROKER_PASSWORD_ENV} overrides it",
+        "guest",
+        env=BROKER_PASSWORD_ENV,
+        mask=masked,
+    )
+    broker_virtual_host: str = opt("the virtual host of the slots' queues", "/")
+    heartbeat: int = opt(
+        "AMQP heartbeat in seconds: a slot held by an instance that stopped answering frees after about twice this",
+        2,
+        positive,
+    )
+    lock_retry: float = opt("seconds between a spare's tries to take a free slot", 0.2, positive)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ An attempt that fails by a connection failure, a timeout, a reply cut short, a 5
 after a growing wait (policy.Backoff; a Retry-After header lengthens it), with the same webhook-id (signed afresh when
 signing is on), until `bot.retry_for` has passed since the stanza arrived: then the sender gets the timeout error and
 the stanza goes to the dead letters. Any other outcome is final and answered as in direct delivery. At shutdown the
-attempts under way get a bounded time to finish; whatever is not delivered stays on disk for the next start.
+attempts under way get a bounded time to finish; whatever is not delivered stays on disk for the next start. While the
+XMPP stream is down no new attempt starts (`stream_changed`): a standby instance holds its queue until it is active.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class Delivery:
         self._bots: dict[str, BotState] = {}
         self._ignoring: set[str] = set()  # bot URLs whose ignored replies were logged
         self._stop = asyncio.Event()
+        self._stream_up = asyncio.Event()  # no new attempt while the XMPP stream is down (see `stream_changed`)
+        self._stream_up.set()
         self._closed = False
         self.in_flight = 0
         metrics.delivery_pending.set_function(lambda: len(self._entries))
@@ -120,6 +123,26 @@ class Delivery:
         if entries:
             log.info("queued delivery: %d stanzas left by the last run are delivered first", len(entries))
         self._written(entries)
+
+    def stream_changed(self, up: bool) -> None:
+        """The XMPP stream went up or down. While it is down no new attempt starts (its replies could not be sent,
+        and the outbox holds replies only so long); the attempts under way finish, their replies held by the outbox.
+        When it is up again, the waiting conversations go on. Up until told otherwise."""
+        if up:
+            self._stream_up.set()
+        else:
+            self._stream_up.clear()
+
+    async def _ready(self) -> bool:
+        """Wait for the stream to be up: True when it is, False when the component stops first."""
+        while not self._stream_up.is_set() and not self._stop.is_set():
+            waits = [asyncio.ensure_future(self._stream_up.wait()), asyncio.ensure_future(self._stop.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+        return not self._stop.is_set()
 
     async def drain(self, timeout: float) -> None:
         """Start no new attempt; give those under way up to `timeout` seconds, then cancel them (their stanzas
@@ -207,7 +230,7 @@ class Delivery:
         asks for a later one."""
         retry_for = self._bot.retry_for
         try:
-            while not self._stop.is_set():
+            while await self._ready():
                 result = await self._attempt(entry)
                 if not isinstance(result, _Retry):
                     self._finish(entry, result)

@@ -1,7 +1,13 @@
 """Several active instances on ejabberd: `domain_balancing` with `type: bare_source` and `component_number: 3` (what
 ejabberd 23.01 needs) spreads the component domain over three connections, each sender's bare JID on one of them.
 Three real component processes and 20 real clients talking to a bot: every client gets every reply, each
-conversation in order, each sender served by one instance only, and the stanzas spread over the three."""
+conversation in order, each sender served by one instance only, and the stanzas spread over the three.
+
+With `[instance] slots` and a private RabbitMQ broker (component/cluster.py): the slots are exclusive consumers on
+the broker; three active instances and a spare under load, one killed with SIGKILL, the spare taking its slot (the
+test prints, per client, what was sent, answered, answered with an error and never answered, and the window in which
+ejabberd dropped stanzas); every lock dropped by the broker at once, and each slot served again; `POST /v1/iq` on one
+instance answered through the instance that owns the target's bare JID."""
 
 from __future__ import annotations
 
@@ -10,13 +16,19 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
+from component.cluster import Slots
+from component.config.sections import InstanceSection
+from component.metrics import Metrics
 from tests.harness.clients import WAIT, Client, login
 from tests.harness.parts import COMPONENT, SECRET, Bot, echo
 from tests.harness.processes import ComponentProcess, write_config
+from tests.harness.rabbit import RabbitServer, start_rabbit
 from tests.harness.servers import EjabberdServer, free_port, start_ejabberd
 
 INSTANCES = 3
@@ -37,8 +49,8 @@ def balanced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EjabberdServe
         server.stop()
 
 
-async def register_users(server: EjabberdServer) -> dict[str, str]:
-    users = {f"user{i:02}": f"pw{i:02}" for i in range(CLIENTS)}
+async def register_users(server: EjabberdServer, prefix: str = "user", count: int = CLIENTS) -> dict[str, str]:
+    users = {f"{prefix}{i:02}": f"pw{i:02}" for i in range(count)}
     limit = asyncio.Semaphore(4)  # ejabberdctl starts a node each time: a few at once
 
     async def register(user: str, password: str) -> None:
@@ -115,3 +127,301 @@ async def test_three_instances_share_the_domain_and_keep_each_conversation_in_or
     assert all(count > 0 for count in received), received  # spread over the three
     senders = [sum(1 for by in served.values() if by == {str(n)}) for n in range(INSTANCES)]
     assert [count * MESSAGES for count in senders] == received
+
+
+# -- a spare, with the slots' locks on a RabbitMQ broker (component/cluster.py) -------------------------------------
+
+HEARTBEAT = 1  # seconds: short, so that a test of a lost broker is short too
+ROUNDS = 60  # of the load: each round, every client sends one message
+ROUND_SECONDS = 0.1
+KILL_AT = 20  # the round after which an active instance is killed
+QUIET = 3.0  # seconds without a reply after the last send: what is still missing then is never answered
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitServer]:
+    server = start_rabbit(tmp_path_factory.mktemp("rabbitmq"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def slots_of(broker: RabbitServer, slots: int = INSTANCES) -> dict[str, Any]:
+    return {
+        "slots": slots,
+        "broker_host": "127.0.0.1",
+        "broker_port": broker.port,
+        "broker_password": "guest",
+        "heartbeat": HEARTBEAT,
+        "lock_retry": 0.2,
+    }
+
+
+async def test_the_slots_are_locks_on_the_broker(broker: RabbitServer) -> None:
+    section = InstanceSection(**slots_of(broker, slots=2))
+    domain = "locks.example"  # queues of their own: xhc.slot.locks.example.<i>
+    metrics = [Metrics() for _ in range(3)]
+    a, b, c = (Slots(section, domain, f"i{n}", metrics[n]) for n in range(3))
+    stop = asyncio.Event()
+    try:
+        assert await a.take(stop) == 0
+        assert await b.take(stop) == 1
+        spare = asyncio.create_task(c.take(stop))
+        await asyncio.sleep(1.0)  # five tries
+        assert not spare.done()  # both held: a spare
+        assert metrics[2].registry.get_sample_value("component_instance_slot") == -1
+        await b.release()
+        assert await asyncio.wait_for(spare, WAIT) == 1  # the freed slot, taken
+        assert metrics[2].registry.get_sample_value("component_instance_slot") == 1
+        holds = [asyncio.create_task(a.hold(stop)), asyncio.create_task(c.hold(stop))]
+        await asyncio.to_thread(broker.ctl, "close_all_connections", "test: the broker lets go")
+        assert await asyncio.wait_for(asyncio.gather(*holds), WAIT) == [False, False]  # each knows it let go
+        assert [m.registry.get_sample_value("component_instance_slot") for m in metrics] == [-1, -1, -1]
+        assert await asyncio.wait_for(b.take(stop), WAIT) == 0  # all free again: the first is taken
+        stop.set()
+        assert await b.hold(stop) is True  # a stop is not a loss
+    finally:
+        for slots in (a, b, c):
+            await slots.release()
+
+
+async def wait_for_log(proc: ComponentProcess, text: str) -> None:
+    async with asyncio.timeout(WAIT):
+        while text not in proc.log.read_text(errors="replace"):
+            await asyncio.sleep(0.05)
+
+
+async def test_a_spare_takes_the_slot_of_a_killed_instance_under_load(
+    balanced: EjabberdServer, broker: RabbitServer, tmp_path: Path
+) -> None:
+    bot = Bot()
+    served: dict[str, set[str]] = {}  # sender's bare JID -> the instances (bot URL paths) that POSTed its stanzas
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        data = await request.json()
+        served.setdefault(data["from"].split("/")[0], set()).add(request.path.rsplit("/", 1)[1])
+        return await echo(request)
+
+    bot.handler = handler
+    await bot.start()
+    procs = []
+    for n in range(INSTANCES + 1):
+        web_port = free_port()
+        config = write_config(
+            tmp_path / f"{n}.toml",
+            balanced.component_port,
+            f"{bot.url}/{n}",
+            web_port,
+            instance={"id": f"i{n}", **slots_of(broker)},
+        )
+        procs.append(ComponentProcess(config, web_port, tmp_path / f"{n}.log"))
+    spare, victim = procs[INSTANCES], procs[0]
+    clients: list[Client] = []
+    try:
+        for proc in procs[:INSTANCES]:
+            await proc.start()
+        await spare.start(wait=False)
+        await wait_for_log(spare, f"spare: all {INSTANCES} slots are held")
+        assert await spare.get("/healthz", spare.web_port) == 503  # no XMPP connection
+        slots = [await proc.metric("component_instance_slot") for proc in procs]
+        assert sorted(slots[:INSTANCES]) == list(range(INSTANCES)) and slots[INSTANCES] == -1
+
+        users = await register_users(balanced, prefix="load")
+        clients = await asyncio.gather(*(login(balanced, user, password=pw) for user, pw in users.items()))
+        loop = asyncio.get_running_loop()
+        sent_at: dict[str, list[float]] = {c.boundjid.user: [] for c in clients}
+        answered: dict[str, list[int]] = {c.boundjid.user: [] for c in clients}
+        errors: dict[str, list[int]] = {c.boundjid.user: [] for c in clients}
+        last_reply = [loop.time()]
+
+        async def collect(client: Client) -> None:
+            user = client.boundjid.user
+            while True:
+                msg = await client.messages.get()
+                last_reply[0] = loop.time()
+                if msg["type"] == "error":
+                    errors[user].append(int(str(msg["id"]).rsplit("-", 1)[1]))
+                else:
+                    said = REPLY.fullmatch(msg["body"])
+                    assert said is not None, str(msg)
+                    answered[user].append(int(said[1].rsplit(" ", 1)[1]))
+
+        async def takeover() -> float:
+            while await spare.metric("component_instance_slot") != victim_slot:
+                await asyncio.sleep(0.02)
+            return loop.time()
+
+        collectors = [asyncio.create_task(collect(client)) for client in clients]
+        victim_slot = slots[0]
+        killed_at, taken = 0.0, None
+        for i in range(ROUNDS):  # the sends spread evenly over each round: the drops are timed to a few ms
+            for n, client in enumerate(clients):
+                user = client.boundjid.user
+                sent_at[user].append(loop.time())
+                client.say(f"echo@{COMPONENT}", f"{user} {i}", id=f"{user}-{i}")
+                if i == KILL_AT and n == CLIENTS // 2:
+                    killed_at = loop.time()
+                    victim.proc.kill()  # type: ignore[union-attr]  # kill -9
+                    taken = asyncio.create_task(takeover())
+                await asyncio.sleep(ROUND_SECONDS / CLIENTS)
+        async with asyncio.timeout(WAIT):
+            while loop.time() - last_reply[0] < QUIET and any(
+                len(answered[u]) + len(errors[u]) < ROUNDS for u in sent_at
+            ):
+                await asyncio.sleep(0.1)
+        for task in collectors:
+            task.cancel()
+        assert taken is not None
+        taken_at = await asyncio.wait_for(taken, WAIT)
+    finally:
+        waits = [client.disconnected for client in clients]
+        for client in clients:
+            client.disconnect(wait=0.5)
+        for waiting in waits:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(waiting, 2)
+        for proc in procs:
+            await proc.close()
+        await bot.stop()
+
+    lost = {u: sorted(set(range(ROUNDS)) - set(answered[u]) - set(errors[u])) for u in sent_at}
+    print(f"\nkilled i0 (slot {victim_slot:g}); the spare i{INSTANCES} held it {taken_at - killed_at:.3f} s later")
+    print("client   sent answered errors never-answered")
+    for user in sent_at:
+        print(f"{user:8} {ROUNDS:4} {len(answered[user]):8} {len(errors[user]):6} {len(lost[user]):6}")
+    times = [sent_at[u][i] - killed_at for u in lost for i in lost[u]]
+    if times:
+        print(f"dropped: {len(times)} stanzas sent from {min(times):+.3f} s to {max(times):+.3f} s after the kill "
+              f"(window {max(times) - min(times):.3f} s)")  # fmt: skip
+    else:
+        print("dropped: none")
+    victims = {u for u in sent_at if "0" in served[f"{u}@{balanced.domain}"]}
+    assert victims, served  # the killed instance served some
+    for user in sent_at:
+        assert answered[user] == sorted(answered[user]), user  # each conversation in order, across the takeover
+        assert len(set(answered[user])) == len(answered[user]), user  # nothing answered twice
+        if user not in victims:
+            assert lost[user] == [] and errors[user] == [], user  # the other instances lost nothing
+            assert served[f"{user}@{balanced.domain}"] in ({"1"}, {"2"}), user
+        else:
+            assert served[f"{user}@{balanced.domain}"] == {"0", str(INSTANCES)}, user  # then the spare
+            if lost[user]:  # one run of drops: before it and after it, every stanza answered
+                assert lost[user] == list(range(lost[user][0], lost[user][-1] + 1)), (user, lost[user])
+            assert ROUNDS - 1 in answered[user]  # the last of them, answered by the spare
+
+
+async def test_an_iq_sent_on_one_instance_gets_its_answer_through_another(
+    balanced: EjabberdServer, broker: RabbitServer, tmp_path: Path
+) -> None:
+    bot = Bot()
+    served: dict[str, set[str]] = {}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        data = await request.json()
+        served.setdefault(data["from"].split("/")[0], set()).add(request.path.rsplit("/", 1)[1])
+        return await echo(request)
+
+    bot.handler = handler
+    await bot.start()
+    api_port, token = free_port(), "iq-token"
+    procs = []
+    for n in range(INSTANCES):
+        web_port = free_port()
+        more: dict[str, Any] = {"api": {"listen": f"127.0.0.1:{api_port}", "token": token}} if n == 0 else {}
+        config = write_config(
+            tmp_path / f"{n}.toml",
+            balanced.component_port,
+            f"{bot.url}/{n}",
+            web_port,
+            instance={"id": f"q{n}", **slots_of(broker)},
+            **more,
+        )
+        procs.append(ComponentProcess(config, web_port, tmp_path / f"{n}.log"))
+    clients: list[Client] = []
+    try:
+        for proc in procs:
+            await proc.start()
+        users = await register_users(balanced, prefix="iq", count=8)
+        clients = await asyncio.gather(*(login(balanced, user, password=pw) for user, pw in users.items()))
+        for client in clients:  # one message each: the bot's URL path tells which instance owns the sender
+            client.say(f"echo@{COMPONENT}", "hello")
+            await client.next_message()
+        owner = {c: next(iter(served[c.boundjid.bare])) for c in clients}
+        elsewhere = [c for c in clients if owner[c] != "0"]
+        assert elsewhere, served  # 8 users on 3 instances: some are owned by another than the API's
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+            for n, client in enumerate(clients):
+                ping = f"<iq type='get' id='ping-{n}' to='{client.boundjid}'><ping xmlns='urn:xmpp:ping'/></iq>"
+                async with session.post(f"http://127.0.0.1:{api_port}/v1/iq", json={"stanza": ping}) as resp:
+                    answer = await resp.json()
+                assert (resp.status, answer.get("type")) == (200, "result"), (owner[client], answer)
+                assert f'id="ping-{n}"' in answer["stanza"] and str(client.boundjid) in answer["stanza"]
+        iqs = [await proc.metric("xmpp_stanzas_received_total", kind="iq") for proc in procs]
+        print(f"\niq answers received per instance: {iqs}; owners: {sorted(owner.values())}")
+        for n in range(INSTANCES):  # each answer reached the instance owning its sender, not the one that asked
+            assert iqs[n] == sum(1 for o in owner.values() if o == str(n))
+    finally:
+        waits = [client.disconnected for client in clients]
+        for client in clients:
+            client.disconnect(wait=0.5)
+        for waiting in waits:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(waiting, 2)
+        for proc in procs:
+            await proc.close()
+        await bot.stop()
+
+
+async def test_after_the_broker_drops_every_lock_each_slot_is_served_again(
+    balanced: EjabberdServer, broker: RabbitServer, tmp_path: Path
+) -> None:
+    bot = Bot()
+    await bot.start()
+    procs = []
+    for n in range(INSTANCES + 1):
+        web_port = free_port()
+        config = write_config(
+            tmp_path / f"{n}.toml",
+            balanced.component_port,
+            f"{bot.url}/{n}",
+            web_port,
+            instance={"id": f"d{n}", **slots_of(broker)},
+        )
+        procs.append(ComponentProcess(config, web_port, tmp_path / f"{n}.log"))
+    clients: list[Client] = []
+
+    async def everyone_answered(body: str) -> None:
+        for client in clients:
+            client.say(f"echo@{COMPONENT}", body)
+        for client in clients:
+            msg = await client.next_message()
+            assert msg["body"] == f"Did you say {body}?", (client.boundjid.bare, str(msg))
+
+    try:
+        for proc in procs[:INSTANCES]:
+            await proc.start()
+        await procs[INSTANCES].start(wait=False)
+        await wait_for_log(procs[INSTANCES], f"spare: all {INSTANCES} slots are held")
+        users = await register_users(balanced, prefix="drop", count=9)
+        clients = await asyncio.gather(*(login(balanced, user, password=pw) for user, pw in users.items()))
+        await everyone_answered("before")
+        await asyncio.to_thread(broker.ctl, "close_all_connections", "test: every lock frees at once")
+        async with asyncio.timeout(WAIT):  # each former holder let go, and three instances took a slot again
+            while sum([await proc.metric("component_slot_takeovers_total") for proc in procs]) < 2 * INSTANCES:
+                await asyncio.sleep(0.1)
+        holders = [proc for proc in procs if await proc.metric("component_instance_slot") >= 0]
+        assert len(holders) == INSTANCES
+        for proc in holders:
+            await proc.wait_up()
+        await everyone_answered("after")  # each former holder closed its stream, then took a slot and reconnected
+    finally:
+        waits = [client.disconnected for client in clients]
+        for client in clients:
+            client.disconnect(wait=0.5)
+        for waiting in waits:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(waiting, 2)
+        for proc in procs:
+            await proc.close()
+        await bot.stop()

@@ -540,6 +540,7 @@ def test_the_effective_config_shows_every_key_and_reads_back_the_same() -> None:
     assert found - {"outgoing_pools.http.http_pool.connection"} == expected
     shown["component"]["secret"] = "s"  # masked: the values that do not read back
     shown["outgoing_pools"]["rabbit"]["event_pusher"]["connection"]["password"] = "guest"
+    shown["instance"]["broker_password"] = "guest"
     assert from_dict(shown, env={}) == cfg
 
 

@@ -441,6 +441,52 @@ async def test_shutdown_wakes_the_waiting_and_keeps_what_arrives(folder: Path) -
     again.close()
 
 
+async def test_no_new_attempt_while_the_stream_is_down(folder: Path) -> None:
+    stand_in, sent = StandInClient(lambda call: None), list[Stanza]()
+    d = make(configure(folder, retry_first=0.01), stand_in, sent)
+    d.submit(message("under way", sender="alice@localhost/r"))
+    await settle()
+    under_way = stand_in.held()
+    assert [c.text for c in under_way] == ["under way"]
+    d.stream_changed(False)
+    d.submit(message("next", sender="alice@localhost/r"))  # behind it in its conversation
+    d.submit(message("other", sender="bob@localhost/r"))  # a conversation of its own
+    await settle()
+    under_way[0].reply.set_result(echo(under_way[0]))  # the attempt under way finishes; its reply is sent
+    await until(lambda: len(sent) == 1)
+    await asyncio.sleep(0.05)  # many retry_first waits: still nothing new
+    assert [c.text for c in stand_in.calls] == ["under way"] and [s.body for s in sent] == ["re under way"]
+    assert d.pending == 2 and len(rows(folder)) == 2  # taken and kept on disk
+    d.stream_changed(True)
+    await until(lambda: len(stand_in.held()) == 2)
+    assert sorted(c.text for c in stand_in.held()) == ["next", "other"]
+    for call in stand_in.held():
+        call.reply.set_result(echo(call))
+    await until(lambda: len(sent) == 3)
+    d.close()
+
+
+async def test_a_queue_left_by_the_last_run_waits_for_the_stream_and_a_stop_ends_the_wait(folder: Path) -> None:
+    first = make(configure(folder), StandInClient(lambda call: None), [])
+    first.stream_changed(False)
+    first.submit(message("left"))
+    await settle()
+    await first.drain(1.0)
+    first.close()
+    stand_in, sent = StandInClient(), list[Stanza]()
+    second = Delivery(
+        configure(folder).bot, "bot.localhost", stand_in, sent.append, Metrics(), 500000, str(folder),  # type: ignore[arg-type]
+        asyncio.Semaphore(1),
+    )  # fmt: skip
+    second.stream_changed(False)  # as the app starts it: the stream is not up yet
+    second.open()
+    await asyncio.sleep(0.05)
+    assert stand_in.calls == [] and second.pending == 1
+    await asyncio.wait_for(second.drain(5.0), 1.0)  # the waiting worker ends with the stop
+    second.close()
+    assert [r[2] for r in rows(folder)] == ["left"]
+
+
 async def test_a_stanza_whose_time_ran_out_while_stopped_still_gets_one_attempt(folder: Path) -> None:
     clock = FakeClock()
     first = make(configure(folder, retry_for=60), StandInClient(lambda call: status(503)), [], clock=clock)

@@ -8,8 +8,12 @@ import logging
 import os
 import socket
 
-from component.config import from_dict
+import pytest
+
+from component.config import ConfigError, from_dict
 from component.instance import InstanceFilter, resolve
+
+MINIMAL_RAW = {"component": {"jid": "bot.example.com", "secret": "s"}, "bot": {"url": "http://127.0.0.1:8080/"}}
 
 
 def test_a_configured_id_is_kept() -> None:
@@ -22,7 +26,7 @@ def test_the_default_names_the_host_and_the_process() -> None:
 
 
 def test_the_config_option_defaults_to_empty() -> None:
-    raw = {"component": {"jid": "bot.example.com", "secret": "s"}, "bot": {"url": "http://127.0.0.1:8080/"}}
+    raw = MINIMAL_RAW
     assert from_dict(raw, env={}).instance.id == ""
     assert from_dict({**raw, "instance": {"id": "a"}}, env={}).instance.id == "a"
     assert from_dict(raw, env={}).component.standby_retry == 2.0
@@ -44,3 +48,9 @@ def test_every_logger_s_lines_name_the_instance() -> None:
         "WARNING web-1 test_instance_root.child: hello",
         "WARNING web-1 test_instance_root: world",
     ]
+
+
+@pytest.mark.parametrize("bad", ["a~b", "web 1"])
+def test_an_instance_id_with_the_iq_separator_or_a_space_is_refused(bad: str) -> None:
+    with pytest.raises(ConfigError, match=r"^instance\.id: an instance id has no '~' and no spaces"):
+        from_dict({**MINIMAL_RAW, "instance": {"id": bad}}, env={})

@@ -225,6 +225,7 @@ def test_the_effective_config_reads_back_the_same() -> None:
     shown = tomlkit.parse(config.describe(cfg)).unwrap()
     shown["component"]["secret"] = "s"
     shown["outgoing_pools"]["rabbit"]["event_pusher"]["connection"]["password"] = "guest"  # masked
+    shown["instance"]["broker_password"] = "guest"
     assert from_dict(shown, env={}) == cfg
 
 

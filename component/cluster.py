@@ -1,0 +1,264 @@
+"""Slots: which instances of several serving one domain hold an XMPP connection, decided by the RabbitMQ broker.
+
+With `[instance] slots = N` (N > 0) there is one queue per domain and slot, `xhc.slot.<domain>.<i>` for i in
+0..N-1, and a slot is held by the one instance whose consumer on its queue is exclusive (`basic.consume` with
+`exclusive`: the broker refuses a second one with ACCESS_REFUSED). An instance takes the first free slot and only then
+opens its XMPP connection; one that finds all N taken is a spare: it holds no XMPP connection and tries again every
+`lock_retry` seconds. When an instance's process dies its AMQP connection closes and the broker frees the slot at
+once; when its host or network hangs, the broker frees it after missing two AMQP heartbeats (`heartbeat`). The spare
+that takes it then opens a fresh XMPP connection (on ejabberd with `domain_balancing`, a connection made while all
+slots were full gets nothing, so a spare must not connect before it holds a slot). A restarted instance finds the
+slots held and is a spare.
+
+The rule that keeps two instances off one slot: an instance holds its XMPP connection only while it knows it holds
+its lock. It checks with a round trip to the broker every heartbeat/2 seconds, given heartbeat/2 seconds to answer;
+when a check fails (the broker is gone, the connection closed, no answer) it closes its XMPP stream at once and
+goes back to trying to take a slot, as a spare. So it lets go at most about one heartbeat after the broker last
+heard from it, while the broker frees the slot for another only after two. When the broker itself goes (a restart),
+every lock frees at once while the instances that held them may not have noticed yet, so an instance that has just
+connected (or reconnected) to the broker waits one heartbeat before it tries to take a slot: by then every former
+holder has closed its stream. (A spare connected all along takes a slot the moment it frees: the kill -9 case.)
+Without the broker no instance serves (the domain is safe, not available): the broker is the one shared part. An
+instance whose XMPP stream drops keeps its slot and reconnects (the slot is free at the XMPP server the moment its
+connection is gone); a spare takes over only from an instance that died or lost the broker.
+
+`IqRelay` carries the answers to the send API's iqs between instances (see component/api/iq.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import suppress
+
+import aio_pika
+import aiormq.exceptions
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustConnection,
+)
+
+from component.config.sections import InstanceSection
+from component.metrics import Metrics
+from component.stanza import Stanza, from_element, parse
+
+log = logging.getLogger(__name__)
+CONNECT_TIMEOUT = 5.0
+
+
+def queue_name(domain: str, slot: int) -> str:
+    return f"xhc.slot.{domain}.{slot}"
+
+
+async def _ignore(message: AbstractIncomingMessage) -> None:  # nothing is ever published to a slot's queue
+    await message.reject(requeue=False)
+
+
+class Slots:
+    """Takes one of `[instance] slots` locks on the broker, holds it while the broker answers, lets it go."""
+
+    def __init__(self, section: InstanceSection, domain: str, instance: str, metrics: Metrics) -> None:
+        self._section = section
+        self._domain = domain
+        self._instance = instance
+        self._metrics = metrics
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None  # the one whose consumer holds the slot
+        self.slot: int | None = None
+        self._broker_down = False  # said once until the broker is back
+
+    async def take(self, stop: asyncio.Event) -> int | None:
+        """Wait for a free slot and take it: its number, or None when `stop` is set first."""
+        spare_said = False
+        while not stop.is_set():
+            try:
+                if self._connection is None or self._connection.is_closed:
+                    await self._connect()  # then a heartbeat's wait: see the module's docstring
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self._section.heartbeat)
+                    if stop.is_set():
+                        break
+                slot = await self._try_all()
+            except (OSError, TimeoutError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
+                await self._drop_connection()
+                if not self._broker_down:
+                    self._broker_down = True
+                    s = self._section
+                    log.error("cannot reach the broker at %s:%d for the slots' locks (%s); serving nothing until "
+                              "it answers", s.broker_host, s.broker_port, exc or type(exc).__name__)  # fmt: skip
+                slot = None
+            if slot is not None:
+                self.slot = slot
+                self._metrics.instance_slot.set(slot)
+                self._metrics.slot_takeovers.inc()
+                log.info("took slot %d of %d (%s): connecting to XMPP", slot, self._section.slots,
+                         queue_name(self._domain, slot))  # fmt: skip
+                return slot
+            if not spare_said and not self._broker_down:
+                spare_said = True
+                log.info("spare: all %d slots are held; trying every %g s to take one that frees",
+                         self._section.slots, self._section.lock_retry)  # fmt: skip
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._section.lock_retry)
+        return None
+
+    async def _try_all(self) -> int | None:
+        connection = self._connection
+        assert connection is not None
+        for slot in range(self._section.slots):
+            channel = await connection.channel()
+            try:
+                queue = await channel.declare_queue(queue_name(self._domain, slot), auto_delete=False)
+                await queue.consume(_ignore, exclusive=True)
+            except aiormq.exceptions.ChannelAccessRefused:  # held by another instance; the broker closed the channel
+                with suppress(Exception):
+                    await channel.close()
+                continue
+            self._channel = channel
+            return slot
+        return None
+
+    async def _connect(self) -> None:
+        s = self._section
+        self._connection = await aio_pika.connect(
+            host=s.broker_host,
+            port=s.broker_port,
+            login=s.broker_username,
+            password=s.broker_password,
+            virtualhost=s.broker_virtual_host,
+            timeout=CONNECT_TIMEOUT,
+            heartbeat=s.heartbeat,
+            client_properties={"connection_name": f"xmpp-http-component {self._instance}"},
+        )
+        if self._broker_down:
+            self._broker_down = False
+            log.info("the broker answers again")
+
+    async def hold(self, stop: asyncio.Event) -> bool:
+        """Check the lock every heartbeat/2 seconds until `stop` is set (True) or a check fails (False: the lock is
+        let go, the connection closed)."""
+        assert self._channel is not None and self.slot is not None
+        half = self._section.heartbeat / 2
+        name = queue_name(self._domain, self.slot)
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), half)
+            if stop.is_set():
+                return True
+            try:
+                await asyncio.wait_for(self._channel.declare_queue(name, passive=True), half)
+            except (OSError, TimeoutError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
+                log.error("lost the broker while holding slot %d (%s): closing the XMPP stream so that no two "
+                          "instances serve one slot; trying to take a slot again", self.slot,
+                          exc or type(exc).__name__)  # fmt: skip
+                await self.release()
+                return False
+
+    async def release(self) -> None:
+        """Let the slot go (closing the connection frees it at the broker)."""
+        self.slot = None
+        self._channel = None
+        self._metrics.instance_slot.set(-1)
+        await self._drop_connection()
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed:
+            with suppress(Exception):
+                await asyncio.wait_for(connection.close(), CONNECT_TIMEOUT)
+
+
+class IqRelay:
+    """Answers to the send API's iqs that reached another instance than the one that asked (component/api/iq.py):
+    each instance has a reply queue on the broker, bound to the direct exchange `xhc.iq.<domain>` under its
+    instance id; `forward` publishes an answer there under the id of the instance its iq id names, and what arrives
+    in this instance's queue goes to `deliver` (the IqWaiter). The connection is robust: it is made again, with the
+    queue and its consumer, when it drops; what is forwarded while there is none is dropped (the caller's wait ends
+    in a 504), with a warning."""
+
+    def __init__(
+        self, section: InstanceSection, domain: str, instance: str, deliver: Callable[[Stanza], object]
+    ) -> None:
+        self._section = section
+        self._exchange_name = f"xhc.iq.{domain}"
+        self._instance = instance
+        self._deliver = deliver
+        self._connection: AbstractRobustConnection | None = None
+        self._exchange: AbstractExchange | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._publishing: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._open())
+
+    async def _open(self) -> None:
+        s = self._section
+        said = False
+        while True:
+            connection: AbstractRobustConnection | None = None
+            try:
+                connection = await aio_pika.connect_robust(
+                    host=s.broker_host,
+                    port=s.broker_port,
+                    login=s.broker_username,
+                    password=s.broker_password,
+                    virtualhost=s.broker_virtual_host,
+                    timeout=CONNECT_TIMEOUT,
+                    heartbeat=s.heartbeat,
+                    client_properties={"connection_name": f"xmpp-http-component {self._instance} iq replies"},
+                    reconnect_interval=1,
+                )
+                channel = await connection.channel()  # robust: made again with its queue when the broker is back
+                exchange = await channel.declare_exchange(self._exchange_name, aio_pika.ExchangeType.DIRECT)
+                queue = await channel.declare_queue(exclusive=True)
+                await queue.bind(exchange, routing_key=self._instance)
+                await queue.consume(self._received, no_ack=True)
+            except (OSError, TimeoutError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
+                if connection is not None:
+                    with suppress(Exception):
+                        await connection.close()
+                if not said:
+                    said = True
+                    log.warning("cannot open the iq reply queue on the broker (%s); retrying every second", exc)
+                await asyncio.sleep(1.0)
+                continue
+            self._connection, self._exchange = connection, exchange
+            return
+
+    async def _received(self, message: AbstractIncomingMessage) -> None:
+        try:
+            element, kind = parse(message.body.decode())
+            self._deliver(from_element(element, kind))
+        except Exception:  # the error boundary of the reply queue: one bad message does not stop it
+            log.exception("could not read an iq answer from the reply queue")
+
+    def forward(self, owner: str, stanza: Stanza) -> None:
+        """Publish `stanza` (an iq answer) to instance `owner`'s reply queue."""
+        exchange = self._exchange
+        if exchange is None:
+            log.warning("no broker connection: dropped the answer (id %s) to an iq of instance %s", stanza.id, owner)
+            return
+        task = asyncio.create_task(self._publish(exchange, owner, stanza))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def _publish(self, exchange: AbstractExchange, owner: str, stanza: Stanza) -> None:
+        try:
+            await exchange.publish(aio_pika.Message(stanza.xml.encode()), routing_key=owner)
+        except Exception as exc:
+            log.warning("could not pass the answer (id %s) to an iq of instance %s on: %s", stanza.id, owner, exc)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._publishing:
+            await asyncio.wait(self._publishing, timeout=CONNECT_TIMEOUT)
+        if self._connection is not None:
+            with suppress(Exception):
+                await asyncio.wait_for(self._connection.close(), CONNECT_TIMEOUT)
