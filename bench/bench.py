@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from statistics import median
@@ -91,6 +92,12 @@ class Driver(PlainClient):
         await asyncio.wait_for(self._done, 600)
         return time.perf_counter() - started, self.latencies
 
+    def stop(self) -> None:
+        """Send no more: a `run` under way returns once the messages already sent are answered."""
+        self._total = self._next
+        if not self.sent_at and self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
@@ -141,6 +148,24 @@ def rss_kb(pid: int, field: str = "VmRSS") -> int:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def machine_busy() -> float:
+    """CPU seconds every core spent busy since boot, from /proc/stat (everything but idle and iowait)."""
+    ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A component's /metrics as {sample line without value: value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, number = line.rpartition(" ")
+            out[name] = float(number)
+    return out
 
 
 def descendants(pid: int) -> list[int]:

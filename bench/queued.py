@@ -38,13 +38,13 @@ from bench.bench import (
     Driver,
     cpu_seconds,
     report,
+    scrape,
     server_process,
     spawn,
     stop_all,
     summary,
     wait_port,
 )
-from bench.rabbit import scrape
 from tests.harness.clients import USERS, login
 from tests.harness.servers import XmppServer, free_port, start_ejabberd, start_prosody
 
