@@ -31,6 +31,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import suppress
+from typing import Any
 
 import aio_pika
 import aiormq.exceptions
@@ -48,6 +49,20 @@ from component.stanza import Stanza, from_element, parse
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 5.0
+
+
+def broker(s: InstanceSection, name: str) -> dict[str, Any]:
+    """aio-pika's connection arguments for the broker of `[instance]`; `name` shows in the broker's management."""
+    return {
+        "host": s.broker_host,
+        "port": s.broker_port,
+        "login": s.broker_username,
+        "password": s.broker_password,
+        "virtualhost": s.broker_virtual_host,
+        "timeout": CONNECT_TIMEOUT,
+        "heartbeat": s.heartbeat,
+        "client_properties": {"connection_name": name},
+    }
 
 
 def queue_name(domain: str, slot: int) -> str:
@@ -124,16 +139,7 @@ class Slots:
 
     async def _connect(self) -> None:
         s = self._section
-        self._connection = await aio_pika.connect(
-            host=s.broker_host,
-            port=s.broker_port,
-            login=s.broker_username,
-            password=s.broker_password,
-            virtualhost=s.broker_virtual_host,
-            timeout=CONNECT_TIMEOUT,
-            heartbeat=s.heartbeat,
-            client_properties={"connection_name": f"xmpp-http-component {self._instance}"},
-        )
+        self._connection = await aio_pika.connect(**broker(s, f"xmpp-http-component {self._instance}"))
         if self._broker_down:
             self._broker_down = False
             log.info("the broker answers again")
@@ -202,15 +208,7 @@ class IqRelay:
             connection: AbstractRobustConnection | None = None
             try:
                 connection = await aio_pika.connect_robust(
-                    host=s.broker_host,
-                    port=s.broker_port,
-                    login=s.broker_username,
-                    password=s.broker_password,
-                    virtualhost=s.broker_virtual_host,
-                    timeout=CONNECT_TIMEOUT,
-                    heartbeat=s.heartbeat,
-                    client_properties={"connection_name": f"xmpp-http-component {self._instance} iq replies"},
-                    reconnect_interval=1,
+                    **broker(s, f"xmpp-http-component {self._instance} iq replies"), reconnect_interval=1
                 )
                 channel = await connection.channel()  # robust: made again with its queue when the broker is back
                 exchange = await channel.declare_exchange(self._exchange_name, aio_pika.ExchangeType.DIRECT)

@@ -61,18 +61,32 @@ async def register_users(server: EjabberdServer, prefix: str = "user", count: in
     return users
 
 
+def processes(
+    server: EjabberdServer, bot: Bot, tmp_path: Path, count: int, prefix: str, **sections: dict[str, Any]
+) -> list[ComponentProcess]:
+    """`count` component processes (not started) on `server`, ids `<prefix><n>`; each POSTs to its own path of the
+    bot (`/<n>`), which tells the instance that served a sender. `sections` go to every configuration."""
+    procs = []
+    for n in range(count):
+        web_port = free_port()
+        instance = {"id": f"{prefix}{n}", **sections.get("instance", {})}
+        config = write_config(
+            tmp_path / f"{n}.toml",
+            server.component_port,
+            f"{bot.url}/{n}",
+            web_port,
+            **{**sections, "instance": instance},
+        )
+        procs.append(ComponentProcess(config, web_port, tmp_path / f"{n}.log"))
+    return procs
+
+
 @pytest.fixture
 async def instances(balanced: EjabberdServer, tmp_path: Path) -> AsyncIterator[tuple[list[ComponentProcess], Bot]]:
     """Three instances, up, each POSTing to its own path of one bot (so that the bot sees which one asked)."""
     bot = Bot()
     await bot.start()
-    procs = []
-    for n in range(INSTANCES):
-        web_port = free_port()
-        config = write_config(
-            tmp_path / f"{n}.toml", balanced.component_port, f"{bot.url}/{n}", web_port, instance={"id": f"i{n}"}
-        )
-        procs.append(ComponentProcess(config, web_port, tmp_path / f"{n}.log"))
+    procs = processes(balanced, bot, tmp_path, INSTANCES, "i")
     try:
         await asyncio.gather(*(proc.start() for proc in procs))
         yield procs, bot
@@ -205,17 +219,7 @@ async def test_a_spare_takes_the_slot_of_a_killed_instance_under_load(
 
     bot.handler = handler
     await bot.start()
-    procs = []
-    for n in range(INSTANCES + 1):
-        web_port = free_port()
-        config = write_config(
-            tmp_path / f"{n}.toml",
-            balanced.component_port,
-            f"{bot.url}/{n}",
-            web_port,
-            instance={"id": f"i{n}", **slots_of(broker)},
-        )
-        procs.append(ComponentProcess(config, web_port, tmp_path / f"{n}.log"))
+    procs = processes(balanced, bot, tmp_path, INSTANCES + 1, "i", instance=slots_of(broker))
     spare, victim = procs[INSTANCES], procs[0]
     clients: list[Client] = []
     try:
@@ -378,17 +382,7 @@ async def test_after_the_broker_drops_every_lock_each_slot_is_served_again(
 ) -> None:
     bot = Bot()
     await bot.start()
-    procs = []
-    for n in range(INSTANCES + 1):
-        web_port = free_port()
-        config = write_config(
-            tmp_path / f"{n}.toml",
-            balanced.component_port,
-            f"{bot.url}/{n}",
-            web_port,
-            instance={"id": f"d{n}", **slots_of(broker)},
-        )
-        procs.append(ComponentProcess(config, web_port, tmp_path / f"{n}.log"))
+    procs = processes(balanced, bot, tmp_path, INSTANCES + 1, "d", instance=slots_of(broker))
     clients: list[Client] = []
 
     async def everyone_answered(body: str) -> None:
