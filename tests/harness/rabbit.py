@@ -8,6 +8,10 @@ free ports chosen at construction time, so that a restart keeps its ports and it
     ...                     # amqp://guest:guest@127.0.0.1:<broker.port>/ (guest may log in from loopback)
     broker.stop()           # `rabbitmqctl stop`, then the epmd it started is ended
 
+Its Erlang VM runs with SHARED_CORES (one scheduler, no busy waiting: a broker sharing the machine's cores with the
+servers, components and clients of a test or a benchmark); ``RabbitServer(workdir, erl_args="")`` gives Erlang's
+defaults.
+
 It runs the broker's own start script (``/usr/lib/rabbitmq/bin/rabbitmq-server`` on Debian) as the current user:
 Debian's ``/usr/sbin/rabbitmq-server`` wrapper switches to the ``rabbitmq`` user, which would need ``workdir`` to
 be its own and could not enter a private temp dir. ``rabbitmq-server -detached`` starts nothing here, so the
@@ -30,7 +34,14 @@ from typing import Any
 
 from tests.harness.servers import LOOPBACK, free_ports, port_open
 
-__all__ = ["RabbitServer", "start_rabbit"]
+__all__ = ["SHARED_CORES", "RabbitServer", "start_rabbit"]
+
+# The Erlang VM flags of a broker that shares its machine's cores with other busy processes (here: the XMPP server,
+# the component, the bot and the clients of a test or a benchmark, on 2 vCPUs), as RabbitMQ's runtime guide
+# advises for such a node (docs/deployment.md): one scheduler thread, which keeps the broker's processes (reader,
+# channel, queue) on one thread instead of waking the other for each message passed, and no busy waiting, so that
+# a scheduler out of work sleeps at once instead of spinning on a core the others need.
+SHARED_CORES = "+S 1:1 +sbwt none +sbwtdcpu none +sbwtdio none"
 
 _SCRIPT_DIRS = ("/usr/lib/rabbitmq/bin", "/usr/lib/rabbitmq/sbin", "/usr/local/sbin", "/usr/sbin", "/usr/local/bin")
 _RUNNING: set[RabbitServer] = set()  # strong refs: atexit must see forgotten brokers
@@ -54,6 +65,7 @@ class RabbitServer:
 
     workdir: Path
     port: int = 0  # AMQP; 0 -> a free loopback port, fixed at construction
+    erl_args: str = SHARED_CORES  # more flags for the broker's Erlang VM; "" for Erlang's defaults
     dist_port: int = field(default=0, init=False)  # Erlang distribution
     epmd_port: int = field(default=0, init=False)  # a private epmd, so that no shared one is started or used
     node: str = field(default="", init=False)
@@ -98,7 +110,7 @@ class RabbitServer:
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(w / "advanced.config"),  # absent: none
             "RABBITMQ_CONF_ENV_FILE": str(w / "rabbitmq-env.conf"),  # not the machine's
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(w / "enabled_plugins"),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": loopback_only,
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{loopback_only} {self.erl_args}".strip(),
             "RABBITMQ_CTL_ERL_ARGS": loopback_only,
         }
 
