@@ -383,7 +383,7 @@ class EjabberdServer(XmppServer):
     Runs as the *current* user (root here): our private ejabberdctl.cfg sets
     EXEC_CMD=as_current_user, so ejabberdctl does not ``su`` to the
     ``ejabberd`` user (which could not traverse 0700 temp dirs such as
-    /tmp/pytest-of-root).  Erlang distribution uses a fixed loopback-only port
+    pytest's own).  Erlang distribution uses a fixed loopback-only port
     (ERL_DIST_PORT + inet_dist_use_interface), so no epmd is started at all,
     and a random cookie is passed with -setcookie (no ~/.erlang.cookie).
     """

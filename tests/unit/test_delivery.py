@@ -632,7 +632,7 @@ def test_queued_delivery_needs_a_state_folder() -> None:
         from_dict({**raw, "bot": {"url": "http://a/", "delivery": "later"}}, env={})
     with pytest.raises(ConfigError, match=r"^bot\.retry_for: expected a number greater than 0"):
         from_dict({**raw, "bot": {"url": "http://a/", "retry_for": 0}}, env={})
-    assert from_dict(raw | {"state": {"dir": "/tmp/x"}}, env={}).bot.retry_for == 86400.0
+    assert from_dict(raw | {"state": {"dir": "state"}}, env={}).bot.retry_for == 86400.0
 
 
 def test_a_queue_that_cannot_be_opened_stops_start_up_naming_state_dir(
