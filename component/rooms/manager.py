@@ -459,6 +459,8 @@ class RoomManager:
 
     def _membership_of(self, stanza: Stanza) -> Membership | None:
         """The membership a stanza from a room to a bot belongs to."""
+        if not self._rooms:  # no room at all (the usual case): no JID folded for every stanza
+            return None
         bots = self._rooms.get(bare(stanza.from_).lower())
         if bots is None:
             return None
@@ -581,6 +583,8 @@ class RoomManager:
     def outgoing(self, stanza: Stanza) -> Stanza | None:
         """A stanza a bot sends, addressed for its room: from its occupant JID; held while it is not in the room;
         None when it is not to be sent now."""
+        if not self._rooms:  # no room at all (the usual case): every reply goes out as it is
+            return stanza
         bots = self._rooms.get(bare(stanza.to).lower())
         if bots is None:
             return stanza
