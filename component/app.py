@@ -19,7 +19,7 @@ from component.api import status as api_status
 from component.api.iq import IqWaiter
 from component.bot.bridge import Bridge
 from component.bot.client import Client
-from component.cluster import IqRelay, Slots
+from component.cluster import IqRelay, RouteCheck, Slots
 from component.config import Config
 from component.inbound import Inbound
 from component.metrics import Metrics
@@ -75,6 +75,11 @@ class App:
         self.http = Client({"User-Agent": USER_AGENT}, max_idle_per_origin=config.bot.max_in_flight)
         self.stream = ComponentStream(c.jid, c.secret, c.host, c.port, self._receive, self._refused)
         self.outbox = Outbox(self.stream, self.metrics, c.jid, c.max_stanza_bytes, emit)
+        # with ejabberd's balancing over 2 or more slots: is anything routed to our connection? (component/cluster.py)
+        self.route_check: RouteCheck | None = None
+        if slots >= 2 and config.instance.probe_interval > 0:
+            self.route_check = RouteCheck(config.instance, c.jid, self.stream.send_text, self.metrics)
+        self._probing: asyncio.Task[None] | None = None
         self.rooms = RoomManager(config.rooms, c.jid, self.outbox.send, self.metrics, config.state.dir)
         self.bridge = Bridge(
             config.bot, c.jid, self.http, self._to_xmpp, self.metrics, c.max_stanza_bytes, config.state.dir
@@ -93,6 +98,8 @@ class App:
 
     # the stream is built before the parts it feeds: it calls them through these two
     def _receive(self, stanza: Stanza, element: ET.Element) -> None:
+        if self.route_check is not None and self.route_check.take(stanza):
+            return
         self.inbound.receive(stanza, element)
 
     def _refused(self, stanza: Stanza) -> None:
@@ -118,9 +125,20 @@ class App:
             self.outbox.stream_up()
             self.rooms.stream_up()
             self.connected.set()
+            if self.route_check is not None:
+                self._probing = asyncio.create_task(self.route_check.run(self.stream.recycle))
         else:
             self.rooms.stream_down()
             self.connected.clear()
+            if self._probing is not None:
+                self._probing.cancel()
+                self._probing = None
+            if self.route_check is not None:
+                self.route_check.stream_down()
+
+    def serving(self) -> bool:
+        """What /healthz says: the stream is up (and, with the route check, the server routes to it)."""
+        return self.stream.up and (self.route_check is None or self.route_check.routed)
 
     async def start(self) -> None:
         delivery = self.bridge.delivery
@@ -133,7 +151,7 @@ class App:
             self.iq_relay.start()
         listen = self.config.web.listen
         if listen is not None:
-            app = web.make_app(self.metrics, lambda: self.stream.up)
+            app = web.make_app(self.metrics, self.serving)
             self._web = await http_server.serve(app, "web.listen", listen.host, listen.port, http_server.WEB_LIMITS)
             self.web_port = self._web.port
             log.info("serving /metrics and /healthz on %s:%d", listen.host, self.web_port)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -260,3 +261,95 @@ class IqRelay:
         if self._connection is not None:
             with suppress(Exception):
                 await asyncio.wait_for(self._connection.close(), CONNECT_TIMEOUT)
+
+
+PROBE_USER = "xhc-probe"  # probes are addressed to xhc-probe@<domain>: that address is never a bot's
+PROBES_PER_SLOT = 16  # a round sends 16 x slots probes: all of them miss a held slot with odds of about e^-16
+PROBES_MOST = 512
+
+
+class RouteCheck:
+    """Does the XMPP server route anything to this connection? With ejabberd's `domain_balancing` a connection made
+    while every slot of the domain was held (by a hung instance's connection that ejabberd has not yet dropped)
+    completes its handshake and then gets nothing, and never takes the slot when it frees. A round sends probes
+    from many bare JIDs of the domain to the domain itself (`PROBE_USER@<domain>`): `bare_source` spreads them over
+    every slot, so a connection that holds one gets some back. A round comes back when one probe does within
+    `probe_timeout`; a held connection runs a round every `probe_interval`. Two rounds in a row with nothing back
+    (a held slot has odds of about e^-32 of that) mean the connection holds no slot: `unrouted` is called, and the
+    stream is made again, which takes the slot the moment ejabberd frees it. Probes of other instances reach this
+    one too, and stop here like its own (`take`)."""
+
+    def __init__(
+        self, section: InstanceSection, domain: str, send_text: Callable[[str], bool], metrics: Metrics
+    ) -> None:
+        self.target = f"{PROBE_USER}@{domain}"
+        self._domain = domain
+        self._send_text = send_text
+        self._interval = section.probe_interval
+        self._timeout = section.probe_timeout
+        self._count = min(PROBES_MOST, PROBES_PER_SLOT * max(1, section.slots))
+        self._metrics = metrics
+        self._nonce = ""
+        self._back: asyncio.Event | None = None
+        self.routed = False  # until a probe of this connection came back
+        self._said = False  # the unrouted state is logged once until the connection is routed again
+
+    def take(self, stanza: Stanza) -> bool:
+        """True when `stanza` is a probe (this instance's or another's): it goes no further."""
+        if stanza.to != self.target:
+            return False
+        if self._back is not None and self._nonce and (stanza.id or "").startswith(self._nonce):
+            self._back.set()
+        return True
+
+    async def run(self, unrouted: Callable[[str], None]) -> None:
+        """Probe this connection until it proves unrouted (then `unrouted(why)` and return) or is cancelled."""
+        misses = 0
+        while True:
+            if await self._round():
+                misses = 0
+                if not self.routed:
+                    self.routed = True
+                    self._metrics.xmpp_routed.set(1)
+                    if self._said:
+                        self._said = False
+                        log.info("the XMPP server routes this domain's stanzas to this connection again")
+                await asyncio.sleep(self._interval)
+                continue
+            misses += 1
+            if misses < 2 and self.routed:
+                continue  # one round with nothing back: try once more at once before acting
+            why = (f"none of {self._count} probes came back within {self._timeout:g} s: the XMPP server routes "
+                   "nothing to this connection (every balancing slot of the domain is held, one of them perhaps by a "
+                   "hung instance's connection)")  # fmt: skip
+            self.routed = False
+            self._metrics.xmpp_routed.set(0)
+            self._metrics.unrouted_reconnects.inc()
+            if not self._said:
+                self._said = True
+                log.warning("%s; connecting again until a slot frees", why)
+            unrouted(why)
+            return
+
+    async def _round(self) -> bool:
+        self._nonce = f"{secrets.token_hex(6)}-"
+        self._back = back = asyncio.Event()
+        probes = "".join(
+            f'<message to="{self.target}" from="{PROBE_USER}-{self._nonce}{i}@{self._domain}" type="headline" '
+            f'id="{self._nonce}{i}"/>'
+            for i in range(self._count)
+        )
+        if not self._send_text(probes):
+            return False
+        self._metrics.probes_sent.inc(self._count)
+        try:
+            await asyncio.wait_for(back.wait(), self._timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._back = None
+
+    def stream_down(self) -> None:
+        self.routed = False
+        self._metrics.xmpp_routed.set(0)

@@ -116,6 +116,16 @@ class Metrics:
         )
         self.instance_slot.set(-1)
         self.slot_takeovers = Counter("component_slot_takeovers", "Slots taken (the first included)", registry=r)
+        self.xmpp_routed = Gauge(
+            "component_xmpp_routed",
+            "1 while probes show the XMPP server routes the domain's stanzas to this connection ([instance] slots "
+            "of 2 or more), else 0",
+            registry=r,
+        )
+        self.unrouted_reconnects = Counter(
+            "component_unrouted_reconnects", "Streams made again because nothing was routed to them", registry=r
+        )
+        self.probes_sent = Counter("component_probes_sent", "Probes sent to check the routing", registry=r)
         self.internal_errors = Counter(
             "internal_errors", "Unexpected exceptions caught at the error boundary", registry=r
         )

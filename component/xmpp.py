@@ -58,6 +58,7 @@ class ComponentStream(ComponentXMPP):
         self._down: asyncio.Future[str] | None = None
         self._last_error = ""
         self._conflict = False  # the last refusal was a `conflict` stream error
+        self._recycling = ""  # why `recycle` closed the stream: made again at once, logged at DEBUG
         self.add_event_handler("session_start", self._on_session_start)
         self.add_event_handler("disconnected", self._on_disconnected)
         self.add_event_handler("connection_failed", self._on_connection_failed)
@@ -132,12 +133,20 @@ class ComponentStream(ComponentXMPP):
             self._settle(self._attempt, "refused")
         self._settle(self._down, str(reason or self._last_error or "connection closed"))
 
+    def recycle(self, why: str) -> None:
+        """Close the stream so that the supervisor makes it again at once (a connection the server routes nothing
+        to: component/cluster.py, RouteCheck). The caller has logged why."""
+        if self.up and not self._recycling:
+            self._recycling = why
+            self.disconnect(wait=1, reason=why)
+
     # -- supervisor --------------------------------------------------------------------------------------
     async def maintain(self, stop: asyncio.Event, backoff: Backoff, on_change: Callable[[bool], None]) -> None:
         """Keep the component stream up until `stop` is set; each connect and disconnect is logged once."""
         loop = asyncio.get_running_loop()
         failures = 0
         standing_by = False  # refused with `conflict` since the last other outcome: logged once, at INFO
+        recycled = ""  # the stream was closed by `recycle`: its next connect is logged at DEBUG
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
@@ -154,7 +163,8 @@ class ComponentStream(ComponentXMPP):
                 outcome = self._attempt.result() if self._attempt.done() else "timeout"
                 if outcome == "up":
                     failures = 0
-                    log.info(
+                    log.log(
+                        logging.DEBUG if recycled else logging.INFO,
                         "connected to %s:%d as component %s%s",
                         self._host,
                         self._port,
@@ -167,6 +177,10 @@ class ComponentStream(ComponentXMPP):
                     on_change(False)
                     if stop.is_set():
                         break
+                    recycled, self._recycling = self._recycling, ""
+                    if recycled:
+                        log.debug("closed the stream to make it again: %s", recycled)
+                        continue
                     log.warning(
                         "disconnected from %s:%d (%s); reconnecting", self._host, self._port, self._down.result()
                     )

@@ -302,6 +302,13 @@ class InstanceSection:
         positive,
     )
     lock_retry: float = opt("seconds between a spare's tries to take a free slot", 0.2, positive)
+    probe_interval: float = opt(
+        "with slots of 2 or more (ejabberd's domain_balancing): seconds between the checks that the XMPP server "
+        "routes stanzas to this instance's connection (probes sent to the domain itself); 0 checks nothing",
+        10.0,
+        _at_least_zero,
+    )
+    probe_timeout: float = opt("seconds a check waits for one of its probes to come back", 2.0, positive)
 
 
 @dataclass(frozen=True, slots=True)

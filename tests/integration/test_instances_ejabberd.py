@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -419,3 +420,103 @@ async def test_after_the_broker_drops_every_lock_each_slot_is_served_again(
         for proc in procs:
             await proc.close()
         await bot.stop()
+
+
+async def test_a_spare_serves_the_slot_of_a_hung_instance_once_ejabberd_lets_it_go(
+    balanced: EjabberdServer, broker: RabbitServer, tmp_path: Path
+) -> None:
+    """An active instance stops (SIGSTOP: a hung process, or a network that drops its packets): the broker frees its
+    lock after two missed heartbeats and the spare takes it, but ejabberd still routes the slot to the hung
+    connection, so the spare's fresh connection gets nothing. Its probes find that out (`component_xmpp_routed` 0,
+    /healthz 503, one warning), and it connects again until the slot frees. When the hung instance runs again, it
+    finds its lock gone and closes its stream; the spare's next connection takes the slot and serves its senders,
+    and the former holder is a spare."""
+    bot = Bot()
+    served: dict[str, set[str]] = {}
+    asked: list[str] = []  # the sender of every request the bot got
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        data = await request.json()
+        asked.append(data["from"])
+        served.setdefault(data["from"].split("/")[0], set()).add(request.path.rsplit("/", 1)[1])
+        return await echo(request)
+
+    bot.handler = handler
+    await bot.start()
+    checks = {"probe_interval": 1.0, "probe_timeout": 0.5}
+    procs = processes(balanced, bot, tmp_path, INSTANCES + 1, "h", instance={**slots_of(broker), **checks})
+    spare, victim = procs[INSTANCES], procs[0]
+    assert victim.proc is None
+    clients: list[Client] = []
+    loop = asyncio.get_running_loop()
+
+    async def answered(of: list[Client], body: str) -> None:
+        for client in of:
+            client.say(f"echo@{COMPONENT}", body)
+        for client in of:
+            msg = await client.next_message()
+            assert msg["body"] == f"Did you say {body}?", (client.boundjid.bare, str(msg))
+
+    async def metric_is(proc: ComponentProcess, name: str, value: float) -> float:
+        async with asyncio.timeout(WAIT):
+            while await proc.metric(name) != value:
+                await asyncio.sleep(0.02)
+        return loop.time()
+
+    try:
+        for proc in procs[:INSTANCES]:
+            await proc.start()
+        await spare.start(wait=False)
+        await wait_for_log(spare, f"spare: all {INSTANCES} slots are held")
+        assert [await proc.metric("component_xmpp_routed") for proc in procs] == [1, 1, 1, 0]
+        victim_slot = await victim.metric("component_instance_slot")
+        users = await register_users(balanced, prefix="hung", count=12)
+        clients = await asyncio.gather(*(login(balanced, user, password=pw) for user, pw in users.items()))
+        await answered(clients, "before")
+        victims = [c for c in clients if served[c.boundjid.bare] == {"0"}]
+        others = [c for c in clients if c not in victims]
+        assert victims and others, served
+
+        assert victim.proc is not None
+        victim.proc.send_signal(signal.SIGSTOP)
+        stopped_at = loop.time()
+        taken_at = await metric_is(spare, "component_instance_slot", victim_slot)  # the broker let the lock go
+        await wait_for_log(spare, "the XMPP server routes nothing to this connection")
+        unrouted_at = loop.time()
+        assert await spare.metric("component_xmpp_routed") == 0
+        assert await spare.get("/healthz", spare.web_port) == 503  # connected, but serving no one
+        await answered(others, "while it hangs")  # the other slots lose nothing
+        await asyncio.sleep(2.0)  # the spare keeps connecting again, quietly
+        log_text = spare.log.read_text(errors="replace")
+        assert log_text.count("routes nothing to this connection") == 1, log_text
+        reconnects = await spare.metric("component_unrouted_reconnects_total")
+        assert reconnects >= 2
+
+        victim.proc.send_signal(signal.SIGCONT)
+        continued_at = loop.time()
+        routed_at = await metric_is(spare, "component_xmpp_routed", 1)  # the hung one let go; the spare took it
+        await spare.wait_up()
+        await answered(clients, "after")
+        assert all(served[c.boundjid.bare] == {"0", str(INSTANCES)} for c in victims), served  # then the spare
+        assert all(len(served[c.boundjid.bare]) == 1 for c in others), served
+        await metric_is(victim, "component_instance_slot", -1)
+        await wait_for_log(victim, f"spare: all {INSTANCES} slots are held")  # the former holder is the spare now
+        assert await victim.get("/healthz", victim.web_port) == 503
+        assert all(sender.split("@")[0].startswith("hung") for sender in asked)  # no probe ever reached the bot
+    finally:
+        if victim.proc is not None and victim.proc.returncode is None:
+            victim.proc.send_signal(signal.SIGCONT)
+        waits = [client.disconnected for client in clients]
+        for client in clients:
+            client.disconnect(wait=0.5)
+        for waiting in waits:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(waiting, 2)
+        for proc in procs:
+            await proc.close()
+        await bot.stop()
+    print(
+        f"\nSIGSTOP of h0 (slot {victim_slot:g}): the spare held its lock {taken_at - stopped_at:.2f} s later and "
+        f"knew its connection unrouted {unrouted_at - taken_at:.2f} s after that ({reconnects:g} connections made "
+        f"again while it hung); SIGCONT: the spare served the slot {routed_at - continued_at:.2f} s later"
+    )
