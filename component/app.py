@@ -19,7 +19,7 @@ from component.api import status as api_status
 from component.api.iq import IqWaiter
 from component.bot.bridge import Bridge
 from component.bot.client import Client
-from component.cluster import IqRelay, RouteCheck, Slots
+from component.cluster import Peers, RouteCheck, Slots
 from component.config import Config
 from component.inbound import Inbound
 from component.metrics import Metrics
@@ -65,13 +65,11 @@ class App:
         c = config.component
         self.notifier = Notifier(config, self.metrics, rabbit_backoff)
         emit = self.notifier.emit if config.handlers or config.rabbit is not None else None
-        self.iq_relay: IqRelay | None = None
+        self.peers: Peers | None = None
         if self.slots is None:
             self.iq_waiter = IqWaiter()
         else:  # several instances: an iq's answer may reach another instance (component/api/iq.py)
             self.iq_waiter = IqWaiter(self.instance)
-            self.iq_relay = IqRelay(config.instance, c.jid, self.instance, self.iq_waiter.take)
-            self.iq_waiter.forward = self.iq_relay.forward
         self.http = Client({"User-Agent": USER_AGENT}, max_idle_per_origin=config.bot.max_in_flight)
         self.stream = ComponentStream(c.jid, c.secret, c.host, c.port, self._receive, self._refused)
         self.outbox = Outbox(self.stream, self.metrics, c.jid, c.max_stanza_bytes, emit)
@@ -81,6 +79,10 @@ class App:
             self.route_check = RouteCheck(config.instance, c.jid, self.stream.send_text, self.metrics)
         self._probing: asyncio.Task[None] | None = None
         self.rooms = RoomManager(config.rooms, c.jid, self.outbox.send, self.metrics, config.state.dir)
+        if self.slots is not None:  # ... and a room's stanzas, another than the one that joined (rooms/manager.py)
+            self.peers = Peers(config.instance, c.jid, self.instance, self.iq_waiter.take, self.rooms.peer)
+            self.iq_waiter.forward = self.peers.forward
+            self.rooms.share = self.peers.share
         self.bridge = Bridge(
             config.bot, c.jid, self.http, self._to_xmpp, self.metrics, c.max_stanza_bytes, config.state.dir
         )
@@ -147,8 +149,8 @@ class App:
             delivery.open()
         self.rooms.open()
         self.notifier.start()
-        if self.iq_relay is not None:
-            self.iq_relay.start()
+        if self.peers is not None:
+            self.peers.start()
         listen = self.config.web.listen
         if listen is not None:
             app = web.make_app(self.metrics, self.serving)
@@ -208,8 +210,8 @@ class App:
         if self.bridge.delivery is not None:
             self.bridge.delivery.close()
         self.outbox.discard_held()
-        if self.iq_relay is not None:
-            await self.iq_relay.close()
+        if self.peers is not None:
+            await self.peers.close()
         if self._web is not None:
             await self._web.close()
         self.http.close()

@@ -22,12 +22,14 @@ Without the broker no instance serves (the domain is safe, not available): the b
 instance whose XMPP stream drops keeps its slot and reconnects (the slot is free at the XMPP server the moment its
 connection is gone); a spare takes over only from an instance that died or lost the broker.
 
-`IqRelay` carries the answers to the send API's iqs between instances (see component/api/iq.py).
+`Peers` carries what instances tell each other: the answers to the send API's iqs (component/api/iq.py) and the
+rooms' notes (component/rooms/manager.py). `RouteCheck` finds a connection that ejabberd routes nothing to.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from collections.abc import Callable
@@ -179,23 +181,35 @@ class Slots:
                 await asyncio.wait_for(connection.close(), CONNECT_TIMEOUT)
 
 
-class IqRelay:
-    """Answers to the send API's iqs that reached another instance than the one that asked (component/api/iq.py):
-    each instance has a reply queue on the broker, bound to the direct exchange `xhc.iq.<domain>` under its
-    instance id; `forward` publishes an answer there under the id of the instance its iq id names, and what arrives
-    in this instance's queue goes to `deliver` (the IqWaiter). The connection is robust: it is made again, with the
-    queue and its consumer, when it drops; what is forwarded while there is none is dropped (the caller's wait ends
-    in a 504), with a warning."""
+class Peers:
+    """What instances tell each other through the broker, on one robust connection and one exclusive queue per
+    instance:
+    - the answers to the send API's iqs that reached another instance than the one that asked (component/api/iq.py):
+      the direct exchange `xhc.iq.<domain>`, keyed by instance id; `forward` publishes an answer there under the id
+      of the instance its iq id names, and what arrives goes to `deliver` (the IqWaiter);
+    - notes on the rooms (component/rooms/manager.py, `peer`): the fanout exchange `xhc.rooms.<domain>`, JSON
+      objects; `share` publishes one to every other instance, and each goes to `on_note(instance, note)`. A
+      "hello" note goes out each time the queue is (re)opened.
+    The connection is made again, with the queue and its consumer, when it drops; what is published while there is
+    none is dropped with a warning (an iq's caller then gets a 504)."""
 
     def __init__(
-        self, section: InstanceSection, domain: str, instance: str, deliver: Callable[[Stanza], object]
+        self,
+        section: InstanceSection,
+        domain: str,
+        instance: str,
+        deliver: Callable[[Stanza], object],
+        on_note: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self._section = section
-        self._exchange_name = f"xhc.iq.{domain}"
+        self._iq_exchange_name = f"xhc.iq.{domain}"
+        self._notes_exchange_name = f"xhc.rooms.{domain}"
         self._instance = instance
         self._deliver = deliver
+        self._on_note = on_note
         self._connection: AbstractRobustConnection | None = None
-        self._exchange: AbstractExchange | None = None
+        self._iq_exchange: AbstractExchange | None = None
+        self._notes_exchange: AbstractExchange | None = None
         self._task: asyncio.Task[None] | None = None
         self._publishing: set[asyncio.Task[None]] = set()
 
@@ -209,12 +223,14 @@ class IqRelay:
             connection: AbstractRobustConnection | None = None
             try:
                 connection = await aio_pika.connect_robust(
-                    **broker(s, f"xmpp-http-component {self._instance} iq replies"), reconnect_interval=1
+                    **broker(s, f"xmpp-http-component {self._instance} peers"), reconnect_interval=1
                 )
                 channel = await connection.channel()  # robust: made again with its queue when the broker is back
-                exchange = await channel.declare_exchange(self._exchange_name, aio_pika.ExchangeType.DIRECT)
+                iqs = await channel.declare_exchange(self._iq_exchange_name, aio_pika.ExchangeType.DIRECT)
+                notes = await channel.declare_exchange(self._notes_exchange_name, aio_pika.ExchangeType.FANOUT)
                 queue = await channel.declare_queue(exclusive=True)
-                await queue.bind(exchange, routing_key=self._instance)
+                await queue.bind(iqs, routing_key=self._instance)
+                await queue.bind(notes)
                 await queue.consume(self._received, no_ack=True)
             except (OSError, TimeoutError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
                 if connection is not None:
@@ -222,34 +238,55 @@ class IqRelay:
                         await connection.close()
                 if not said:
                     said = True
-                    log.warning("cannot open the iq reply queue on the broker (%s); retrying every second", exc)
+                    log.warning("cannot open this instance's queue on the broker (%s); retrying every second", exc)
                 await asyncio.sleep(1.0)
                 continue
-            self._connection, self._exchange = connection, exchange
+            self._connection, self._iq_exchange, self._notes_exchange = connection, iqs, notes
+            connection.reconnect_callbacks.add(lambda _connection: self.share({"t": "hello"}))
+            self.share({"t": "hello"})
             return
 
     async def _received(self, message: AbstractIncomingMessage) -> None:
         try:
+            if message.exchange == self._notes_exchange_name:
+                sender = message.app_id or ""
+                if sender != self._instance and self._on_note is not None:
+                    note = json.loads(message.body)
+                    if not isinstance(note, dict):
+                        raise ValueError(f"not a JSON object: {message.body[:200]!r}")
+                    self._on_note(sender, note)
+                return
             element, kind = parse(message.body.decode())
             self._deliver(from_element(element, kind))
-        except Exception:  # the error boundary of the reply queue: one bad message does not stop it
-            log.exception("could not read an iq answer from the reply queue")
+        except Exception:  # the error boundary of the queue: one bad message does not stop it
+            log.exception("could not read a message of another instance (exchange %r)", message.exchange)
 
     def forward(self, owner: str, stanza: Stanza) -> None:
-        """Publish `stanza` (an iq answer) to instance `owner`'s reply queue."""
-        exchange = self._exchange
-        if exchange is None:
+        """Publish `stanza` (an iq answer) to instance `owner`'s queue."""
+        if self._iq_exchange is None:
             log.warning("no broker connection: dropped the answer (id %s) to an iq of instance %s", stanza.id, owner)
             return
-        task = asyncio.create_task(self._publish(exchange, owner, stanza))
+        self._publish(self._iq_exchange, owner, stanza.xml.encode(), f"the answer (id {stanza.id}) to an iq")
+
+    def share(self, note: dict[str, Any]) -> None:
+        """Publish `note` to every other instance."""
+        if self._notes_exchange is None:
+            log.debug("no broker connection: not told to the other instances: %s", note.get("t"))
+            return
+        body = json.dumps(note, separators=(",", ":")).encode()
+        self._publish(self._notes_exchange, "", body, f"a note ({note.get('t')}) to the other instances")
+
+    def _publish(self, exchange: AbstractExchange, key: str, body: bytes, what: str) -> None:
+        message = aio_pika.Message(body, app_id=self._instance)
+        task = asyncio.create_task(self._send(exchange, key, message, what))
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
 
-    async def _publish(self, exchange: AbstractExchange, owner: str, stanza: Stanza) -> None:
+    async def _send(self, exchange: AbstractExchange, key: str, message: aio_pika.Message, what: str) -> None:
         try:
-            await exchange.publish(aio_pika.Message(stanza.xml.encode()), routing_key=owner)
+            await exchange.publish(message, routing_key=key)
         except Exception as exc:
-            log.warning("could not pass the answer (id %s) to an iq of instance %s on: %s", stanza.id, owner, exc)
+            log.warning("could not pass %s on: %s", what, exc)
 
     async def close(self) -> None:
         if self._task is not None:

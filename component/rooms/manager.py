@@ -37,7 +37,7 @@ from component.xml import NS_COMPONENT, escape_attr, serialize
 log = logging.getLogger(__name__)
 
 Send = Callable[[Stanza], None]
-State = Literal["waiting", "joining", "joined"]
+State = Literal["waiting", "joining", "joined", "elsewhere"]
 MAX_SUFFIX = 9  # Nick, Nick_2 ... Nick_9, then the backoff
 MAX_ROOMS = 1000  # rooms added through the API or invitations, all bots together
 HOLD_MAX = 100  # stanzas held for one room while the bot is not in it
@@ -72,6 +72,7 @@ class Membership:
         "base_nick",
         "condition",
         "failures",
+        "holder",
         "joined_at",
         "last_error",
         "nick",
@@ -80,6 +81,7 @@ class Membership:
         "ping_id",
         "real_jid",
         "reason",
+        "replaying",
         "retry_at",
         "state",
         "subject_seen",
@@ -103,9 +105,11 @@ class Membership:
         self.retry_at: float | None = None
         self.joined_at: float | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.holder: str | None = None  # state "elsewhere": the instance that receives the room's stanzas
         self.ping_id: str | None = None
         self.occupants: dict[str, str | None] = {}  # nick -> real JID (None: the room hides it)
         self.subject_seen = False
+        self.replaying = False  # the room answers another instance's join here: its history is not news
         self.pending: deque[tuple[float, Stanza]] = deque()
 
     @property
@@ -143,6 +147,8 @@ class RoomManager:
         self._iqs: dict[str, tuple[Membership, str]] = {}  # our iqs waiting for their answer: id -> (who, what)
         self._up = False
         self._stopped = False
+        # several active instances (component/cluster.py, Peers): what this one tells the others, as JSON values
+        self.share: Callable[[dict[str, Any]], None] | None = None
         self.accept_invites = frozenset(settings.accept_invites)
         for entry in settings.join:
             self._add(Wanted(entry.jid, entry.bot, entry.nick or entry.bot, entry.password, entry.history, "config"))
@@ -177,8 +183,9 @@ class RoomManager:
         self._stopped = True
         for m in self.memberships():
             m.cancel()
-            if m.state != "waiting" and self._up:
+            if m.state == "joined" and self._up:  # not a room held through another instance: it stays there
                 self._send(protocol.leave(m.room, m.nick, m.real_jid))
+                self._tell(m, False)
             m.state, m.reason = "waiting", "the component stopped"
         if self._store is not None:
             self._store.close()
@@ -215,6 +222,7 @@ class RoomManager:
                 return False
             self._remove(existing, "its settings changed")
         self._put(wanted)
+        self._share_put(wanted)
         return existing is None
 
     def remove(self, room: str, bot: str | None) -> list[str]:
@@ -235,6 +243,8 @@ class RoomManager:
         self._remove(m, "removed through the API")
         if self._store is not None:
             self._store.delete(room, bot)
+        if self.share is not None:
+            self.share({"t": "delete", "room": room, "bot": bot})
         return [bot]
 
     def listing(self) -> list[dict[str, Any]]:
@@ -251,8 +261,9 @@ class RoomManager:
                     "nick": m.nick,
                     "wanted_nick": m.base_nick,
                     "source": m.wanted.source,
-                    "joined": m.state == "joined",
+                    "joined": m.state in ("joined", "elsewhere"),
                     "state": m.state,
+                    "via": m.holder if m.state == "elsewhere" else None,
                     "reason": None if m.state == "joined" else m.reason,
                     "condition": None if m.state == "joined" else m.condition,
                     "retry_in": retry,
@@ -296,10 +307,12 @@ class RoomManager:
             self._join(m)
         return m
 
-    def _remove(self, m: Membership, why: str) -> None:
+    def _remove(self, m: Membership, why: str, leave: bool = True) -> None:
         m.cancel()
-        if m.state != "waiting" and self._up:
+        if leave and m.state != "waiting" and self._up:
             self._send(protocol.leave(m.room, m.nick, m.real_jid))
+            if m.state == "joined":
+                self._tell(m, False)
         log.info("%s leaves %s: %s", m.bot, m.room, why)
         bots = self._rooms[m.room]
         del bots[m.bot]
@@ -313,8 +326,8 @@ class RoomManager:
         if not self._up or self._stopped:
             m.state = "waiting"
             return
-        m.state = "joining"
-        m.subject_seen = False
+        m.state, m.holder = "joining", None
+        m.subject_seen = m.replaying = False
         m.occupants.clear()
         m.attempts += 1
         self._metrics.room_joins.inc()
@@ -335,6 +348,11 @@ class RoomManager:
             log.info("%s joined %s as %r%s", m.bot, m.room, nick, note)
             self._schedule_ping(m)
             self._flush(m)
+        elif self.share is not None:
+            # another instance's join of the same occupant, answered here: the room sends its history and subject
+            # again, which are not news
+            m.subject_seen, m.replaying = False, True
+        self._tell(m, True)
         if protocol.CREATED in presence.codes:  # a new room, locked until configured: accept the defaults
             iq_id = new_id()
             self._iqs[iq_id] = (m, "config")
@@ -428,6 +446,7 @@ class RoomManager:
         if condition in STILL_JOINED:
             m.failures = 0  # in the room a whole ping interval: the next refusal starts the backoff afresh
             self._schedule_ping(m)
+            self._tell(m, True)
         elif condition in UNREACHABLE:
             log.warning("%s in %s: the self-ping says the room's service cannot be reached now", m.bot, m.room)
             self._schedule_ping(m)
@@ -519,7 +538,7 @@ class RoomManager:
                 return TAKEN
             if protocol.subject_only(element):
                 if not m.subject_seen:  # the subject the room sends on joining, after the history: not a change
-                    m.subject_seen = True
+                    m.subject_seen, m.replaying = True, False
                     return TAKEN
                 return room_stanza(stanza, "subject", m.room, nick=nick or None, real_jid=m.occupants.get(nick))
             if not nick:  # the room's own notices (configuration changes, "this room is not anonymous")
@@ -528,7 +547,7 @@ class RoomManager:
             if self._ours(m.room, nick):
                 self._metrics.room_dropped.labels("own").inc()
                 return TAKEN
-            if m.wanted.history <= 0 and protocol.is_delayed(element):
+            if (m.wanted.history <= 0 or m.replaying) and protocol.is_delayed(element):
                 self._metrics.room_dropped.labels("history").inc()
                 return TAKEN
             return room_stanza(stanza, "groupchat", m.room, nick=nick, real_jid=m.occupants.get(nick))
@@ -576,8 +595,86 @@ class RoomManager:
             log.warning("%s is invited to %s: refused, already %d rooms", bot, room, MAX_ROOMS)
             return False
         log.info("%s accepts the invitation of %s to %s", bot, invite.inviter, room)
-        self._put(Wanted(room, bot, bot, invite.password or "", 0, "invite"))
+        wanted = Wanted(room, bot, bot, invite.password or "", 0, "invite")
+        self._put(wanted)
+        self._share_put(wanted)
         return True
+
+    # -- several active instances ------------------------------------------------------------------------------
+    # With ejabberd's bare_source balancing, every stanza from a room reaches the one instance whose slot the room's
+    # bare JID falls in, whichever instance sent the join. Every instance joins (as the same occupant,
+    # bot@domain/Nick); the one that gets the self-presence holds the room and tells the others through the broker
+    # (on joining, after each good self-ping, when its join is answered again, and to an instance that says hello);
+    # they stand by, in the state "elsewhere", and join again only when the holder leaves or has said nothing for
+    # three ping intervals. Rooms added through the API or an invitation are passed on, so that every instance
+    # wants the same rooms.
+    def _tell(self, m: Membership, joined: bool) -> None:
+        if self.share is not None:
+            self.share({"t": "held", "room": m.room, "bot": m.bot, "joined": joined})
+
+    def _share_put(self, wanted: Wanted) -> None:
+        if self.share is not None:
+            self.share({"t": "put", "room": wanted.room, "bot": wanted.bot, "nick": wanted.nick,
+                        "password": wanted.password, "history": wanted.history, "source": wanted.source})  # fmt: skip
+
+    def peer(self, instance: str, note: dict[str, Any]) -> None:
+        """What instance `instance` told this one (ValueError, KeyError or TypeError for a note that is not one)."""
+        kind = note["t"]
+        if kind == "hello":  # a new instance: what it needs to know
+            for each in self.memberships():
+                if each.wanted.source != "config":
+                    self._share_put(each.wanted)
+                if each.state == "joined":
+                    self._tell(each, True)
+            return
+        room, bot = self.check_room(str(note["room"])), self.check_bot(str(note["bot"]))
+        m = self.find(room, bot)
+        if kind == "held":
+            if m is not None and self._up and not self._stopped:
+                self._held_elsewhere(m, instance, bool(note["joined"]))
+        elif kind == "put":
+            source = str(note["source"])
+            wanted = Wanted(room, bot, str(note["nick"]) or bot, str(note["password"]), int(note["history"]), source)
+            if source not in ("api", "invite") or self._stopped or (m is not None and m.wanted.source == "config"):
+                return
+            if m is not None:
+                if m.wanted == wanted:
+                    return
+                self._remove(m, f"its settings changed on instance {instance}", leave=False)
+            elif self._count_added() >= MAX_ROOMS:
+                return
+            log.info("%s in %s: added on instance %s", bot, room, instance)
+            self._put(wanted)
+        elif kind == "delete" and m is not None and m.wanted.source != "config":
+            self._remove(m, f"removed on instance {instance}", leave=False)
+            if self._store is not None:
+                self._store.delete(room, bot)
+
+    def _held_elsewhere(self, m: Membership, instance: str, joined: bool) -> None:
+        if not joined:
+            if m.state == "elsewhere" and m.holder == instance:
+                log.info("%s in %s: instance %s left the room; joining", m.bot, m.room, instance)
+                m.holder = None
+                self._join(m)
+            return
+        if m.state == "joined":
+            return  # the room's stanzas reach this instance: that is the evidence that counts
+        m.cancel()
+        if m.state != "elsewhere" or m.holder != instance:
+            log.info("%s in %s: in the room through instance %s, which receives the room's stanzas", m.bot, m.room,
+                     instance)  # fmt: skip
+        m.state, m.holder, m.retry_at = "elsewhere", instance, None
+        m.reason = f"in the room through instance {instance}, which receives the room's stanzas"
+        m.condition, m.failures = None, 0
+        silent = 3 * self._settings.ping_interval + self._settings.timeout
+        m.timer = asyncio.get_running_loop().call_later(silent, self._holder_silent, m)
+        self._flush(m)
+
+    def _holder_silent(self, m: Membership) -> None:
+        m.timer = None
+        log.info("%s in %s: instance %s has not said it holds the room for a while; joining", m.bot, m.room, m.holder)
+        m.holder = None
+        self._join(m)
 
     # -- what the bots send ---------------------------------------------------------------------------------------
     def outgoing(self, stanza: Stanza) -> Stanza | None:
@@ -597,7 +694,7 @@ class RoomManager:
             return None
         if stanza.from_ != m.real_jid:
             stanza = with_from(stanza, m.real_jid)
-        if stanza.kind == "message" and m.state != "joined":
+        if stanza.kind == "message" and m.state not in ("joined", "elsewhere"):
             if len(m.pending) >= HOLD_MAX:
                 m.pending.popleft()
                 self._metrics.room_dropped.labels("held_too_many").inc()

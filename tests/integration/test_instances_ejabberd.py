@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import suppress
@@ -26,6 +27,7 @@ from aiohttp import web
 from component.cluster import Slots
 from component.config.sections import InstanceSection
 from component.metrics import Metrics
+from tests.harness import muc
 from tests.harness.clients import WAIT, Client, login
 from tests.harness.parts import COMPONENT, SECRET, Bot, echo
 from tests.harness.processes import ComponentProcess, write_config
@@ -62,23 +64,34 @@ async def register_users(server: EjabberdServer, prefix: str = "user", count: in
     return users
 
 
+API_TOKEN = "instances-token"
+
+
 def processes(
-    server: EjabberdServer, bot: Bot, tmp_path: Path, count: int, prefix: str, **sections: dict[str, Any]
+    server: EjabberdServer,
+    bot: Bot,
+    tmp_path: Path,
+    count: int,
+    prefix: str,
+    api: bool = False,
+    **sections: dict[str, Any],
 ) -> list[ComponentProcess]:
     """`count` component processes (not started) on `server`, ids `<prefix><n>`; each POSTs to its own path of the
-    bot (`/<n>`), which tells the instance that served a sender. `sections` go to every configuration."""
+    bot (`/<n>`), which tells the instance that served a sender. With `api`, each has its send API (API_TOKEN).
+    `sections` go to every configuration."""
     procs = []
     for n in range(count):
-        web_port = free_port()
+        web_port, api_port = free_port(), free_port() if api else 0
         instance = {"id": f"{prefix}{n}", **sections.get("instance", {})}
+        more = {"api": {"listen": f"127.0.0.1:{api_port}", "token": API_TOKEN}} if api else {}
         config = write_config(
             tmp_path / f"{n}.toml",
             server.component_port,
             f"{bot.url}/{n}",
             web_port,
-            **{**sections, "instance": instance},
+            **{**sections, **more, "instance": instance},
         )
-        procs.append(ComponentProcess(config, web_port, tmp_path / f"{n}.log"))
+        procs.append(ComponentProcess(config, web_port, tmp_path / f"{n}.log", api_port, API_TOKEN if api else ""))
     return procs
 
 
@@ -520,3 +533,99 @@ async def test_a_spare_serves_the_slot_of_a_hung_instance_once_ejabberd_lets_it_
         f"knew its connection unrouted {unrouted_at - taken_at:.2f} s after that ({reconnects:g} connections made "
         f"again while it hung); SIGCONT: the spare served the slot {routed_at - continued_at:.2f} s later"
     )
+
+
+async def rooms_of(proc: ComponentProcess) -> list[dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_TOKEN}"}) as session,
+        session.get(f"http://127.0.0.1:{proc.api_port}/v1/rooms") as resp,
+    ):
+        assert resp.status == 200
+        return list((await resp.json())["rooms"])
+
+
+async def test_a_room_is_held_by_the_instance_that_gets_its_stanzas_and_the_others_stand_by(
+    balanced: EjabberdServer, broker: RabbitServer, tmp_path: Path
+) -> None:
+    """With bare_source, every stanza from a room reaches the instance whose slot the room's bare JID falls in,
+    whichever instance joined. Three active instances and a spare, one room in the configuration of all: every
+    instance joins (as the same occupant), the one the room's stanzas reach holds it and tells the others, which
+    stand by ("elsewhere", naming it). The bot answers each message in the room once. When the holder is killed,
+    the spare takes its slot, joins, gets the room's stanzas and holds the room; the others now name the spare."""
+    bot = Bot()
+    served: list[str] = []  # the instance (bot URL path) of every request
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        served.append(request.path.rsplit("/", 1)[1])
+        return await echo(request)
+
+    bot.handler = handler
+    await bot.start()
+    room = f"multi-{secrets.token_hex(3)}@{balanced.muc_domain}"
+    rooms = {"ping_interval": 30.0, "timeout": 5.0, "retry_first": 0.5, "retry_most": 2.0,
+             "join": [{"jid": room, "bot": "echo", "nick": "Echo"}]}  # fmt: skip
+    procs = processes(balanced, bot, tmp_path, INSTANCES + 1, "r", api=True, instance=slots_of(broker), rooms=rooms)
+    spare = procs[INSTANCES]
+    alice: Client | None = None
+
+    async def states(names: set[str]) -> dict[str, tuple[str, str | None]]:
+        """The state in the room of each instance named, and the instance it names."""
+        out = {}
+        for name in names:
+            listed = [r for r in await rooms_of(procs[int(name[1:])]) if r["room"] == room]
+            out[name] = (listed[0]["state"], listed[0]["via"])
+        return out
+
+    async def settled(holder: str, running: set[str]) -> dict[str, tuple[str, str | None]]:
+        """Wait until `holder` holds the room and every other running instance names it."""
+        want = {name: ("joined", None) if name == holder else ("elsewhere", holder) for name in running}
+        async with asyncio.timeout(WAIT):
+            while (now := await states(running)) != want:
+                await asyncio.sleep(0.1)
+        return now
+
+    async def said_once(body: str) -> None:
+        assert alice is not None
+        alice.say(room, body, mtype="groupchat")
+        got = await muc.messages(alice, 1.5, type="groupchat")
+        assert [(str(m["from"]), m["body"]) for m in got] == [
+            (f"{room}/alice", body),
+            (f"{room}/Echo", f"Did you say {body}?"),  # once: one instance got it, and the bot answered once
+        ]
+
+    try:
+        for proc in procs[:INSTANCES]:
+            await proc.start()
+        await spare.start(wait=False)
+        await wait_for_log(spare, f"spare: all {INSTANCES} slots are held")
+        async with asyncio.timeout(WAIT):
+            while sum([await proc.metric("xmpp_rooms_joined") for proc in procs]) != 1:
+                await asyncio.sleep(0.1)
+        joined = [await proc.metric("xmpp_rooms_joined") for proc in procs]
+        holder = f"r{joined.index(1)}"
+        print(f"\n{room} held by {holder}: {await settled(holder, {'r0', 'r1', 'r2'})}")
+        await register_users(balanced, prefix="room", count=1)
+        alice = await login(balanced, "room00", password="pw00")
+        await muc.enter(alice, room, "alice")
+        await muc.messages(alice, 0.5)  # the subject, the occupants' presences
+        for i in range(3):
+            await said_once(f"hello {i}")
+        assert served == [holder[1:]] * 3, bot.requests  # only the holder's bot requests
+
+        victim = procs[int(holder[1:])]
+        assert victim.proc is not None
+        victim.proc.kill()  # kill -9: the occupant stays in the room; the spare takes the slot and the room
+        running = {f"r{n}" for n in range(INSTANCES + 1)} - {holder}
+        after = await settled(f"r{INSTANCES}", running)
+        print(f"after kill -9 of {holder}: {after}")
+        await said_once("after")
+        assert served[-1] == str(INSTANCES)
+        assert served.count(str(INSTANCES)) == 1
+    finally:
+        if alice is not None:
+            alice.disconnect(wait=0.5)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(alice.disconnected, 2)
+        for proc in procs:
+            await proc.close()
+        await bot.stop()

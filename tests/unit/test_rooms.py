@@ -520,6 +520,132 @@ def test_the_rooms_configuration() -> None:
     )
 
 
+# -- several active instances (component/cluster.py, Peers, carries the notes) -----------------------------------------
+class Shared(Rooms):
+    """A manager with the notes it tells the other instances recorded."""
+
+    def __init__(self, **more: Any) -> None:
+        super().__init__(**more)
+        self.told: list[dict[str, Any]] = []
+        self.manager.share = self.told.append
+
+
+async def test_the_instance_that_gets_the_self_presence_holds_the_room_and_says_so() -> None:
+    rooms = Shared()
+    rooms.up()
+    rooms.feed(self_presence())
+    assert rooms.told == [{"t": "held", "room": ROOM, "bot": "echo", "joined": True}]
+    ping = rooms.manager._iqs  # after a good self-ping it says so again
+    rooms.manager._ping(rooms.manager.find(ROOM, "echo"))  # type: ignore[arg-type]
+    (ping_id,) = ping
+    rooms.feed(f'<iq type="result" id="{ping_id}" from="{ROOM}/Echo" to="{ME}"/>')
+    assert rooms.told[-1] == {"t": "held", "room": ROOM, "bot": "echo", "joined": True} and len(rooms.told) == 2
+    rooms.manager.stop()  # it leaves the room, and says so
+    assert rooms.last().type == "unavailable"
+    assert rooms.told[-1] == {"t": "held", "room": ROOM, "bot": "echo", "joined": False}
+
+
+async def test_another_instance_holding_the_room_is_waited_on_and_its_leaving_starts_a_join() -> None:
+    rooms = Shared()
+    rooms.up()
+    joins = len(rooms.sent)
+    rooms.manager.peer("i1", {"t": "held", "room": ROOM, "bot": "echo", "joined": True})
+    state = rooms.state()
+    assert (state["state"], state["via"], state["joined"]) == ("elsewhere", "i1", True)
+    assert "through instance i1" in state["reason"]
+    m = rooms.manager.find(ROOM, "echo")
+    # no join timer: it waits on i1, and joins only if i1 says nothing for three ping intervals
+    assert m is not None and m.timer is not None and m.timer.when() - asyncio.get_running_loop().time() > 60
+    # what the bot sends to the room goes out at once: the occupant is in the room
+    reply = build("message", ROOM, f"echo@{DOMAIN}", "groupchat", body="hi")
+    out = rooms.manager.outgoing(reply)
+    assert out is not None and out.from_ == ME
+    rooms.manager.peer("i2", {"t": "held", "room": ROOM, "bot": "echo", "joined": False})  # not the holder
+    assert rooms.state()["state"] == "elsewhere" and len(rooms.sent) == joins
+    rooms.manager.peer("i1", {"t": "held", "room": ROOM, "bot": "echo", "joined": False})
+    assert rooms.state()["state"] == "joining" and rooms.last().to == f"{ROOM}/Echo"
+    rooms.manager.stop()  # never the one that holds it: it does not take the shared occupant out of the room
+    assert rooms.last().type != "unavailable"
+
+
+async def test_a_note_for_a_room_held_here_changes_nothing() -> None:
+    rooms = Shared()
+    rooms.up()
+    rooms.feed(self_presence())
+    rooms.manager.peer("i1", {"t": "held", "room": ROOM, "bot": "echo", "joined": True})
+    assert rooms.state()["state"] == "joined"
+
+
+async def test_another_instances_join_answered_here_brings_no_history_nor_subject_to_the_bot() -> None:
+    rooms = Shared(join=[{"jid": ROOM, "bot": "echo", "nick": "Echo", "history": 3}])
+    rooms.up()
+    rooms.feed(self_presence())
+    delay = '<delay xmlns="urn:xmpp:delay" stamp="2024-01-01T00:00:00Z"/>'
+    subject = f'<message type="groupchat" from="{ROOM}/alice" to="{ME}"><subject>Plans</subject></message>'
+    assert isinstance(rooms.feed(groupchat("alice", extra=delay)), RoomStanza)  # its own join: the history asked
+    assert rooms.feed(subject) is TAKEN
+    rooms.feed(self_presence())  # another instance joined as the same occupant: the room answers here again
+    assert rooms.feed(groupchat("alice", extra=delay)) is TAKEN
+    assert rooms.feed(subject) is TAKEN
+    assert isinstance(rooms.feed(groupchat("alice")), RoomStanza)
+    assert isinstance(rooms.feed(subject), RoomStanza)  # a real change now
+    assert rooms.told.count({"t": "held", "room": ROOM, "bot": "echo", "joined": True}) == 2
+
+
+async def test_rooms_added_or_removed_on_one_instance_are_passed_on(tmp_path: Path) -> None:
+    a, b = Shared(), Shared()
+    b.manager._state_dir = str(tmp_path)
+    b.manager.open()
+    a.up()
+    b.up()
+    other = "ops@conference.localhost"
+    a.manager.add(other, "echo", nick="Ops", history=2)
+    (put,) = [note for note in a.told if note["t"] == "put"]
+    b.manager.peer("a", put)
+    assert b.state(other)["wanted_nick"] == "Ops" and b.state(other)["source"] == "api"
+    assert b.last().to == f"{other}/Ops"  # it joins too: whichever gets the self-presence holds it
+    assert Store(str(tmp_path)).load()[0].room == other  # and keeps it
+    b.manager.peer("a", put)  # the same again: nothing new
+    a.manager.remove(other, "echo")
+    b.manager.peer("a", a.told[-1])
+    assert [r["room"] for r in b.manager.listing()] == [ROOM]
+    assert Store(str(tmp_path)).load() == []
+    # a room of the config file is never changed by a note
+    b.manager.peer("a", {**put, "room": ROOM, "nick": "Other"})
+    b.manager.peer("a", {"t": "delete", "room": ROOM, "bot": "echo"})
+    assert b.state(ROOM)["wanted_nick"] == "Echo" and b.state(ROOM)["source"] == "config"
+
+
+async def test_a_new_instance_is_told_the_rooms_held_and_added() -> None:
+    rooms = Shared()
+    rooms.up()
+    rooms.feed(self_presence())
+    rooms.manager.add("ops@conference.localhost", "echo")
+    rooms.told.clear()
+    rooms.manager.peer("new", {"t": "hello"})
+    assert {(n["t"], n["room"]) for n in rooms.told} == {("held", ROOM), ("put", "ops@conference.localhost")}
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        {},
+        {"t": "held"},
+        {"t": "held", "room": "not a room", "bot": "echo", "joined": True},
+        {"t": "put", "room": ROOM, "bot": "a/b", "nick": "", "password": "", "history": 0, "source": "api"},
+        {"t": "put", "room": "x@conference.localhost", "bot": "echo", "history": "many", "source": "api",
+         "nick": "", "password": ""},
+    ],
+)  # fmt: skip
+async def test_a_note_that_is_not_one_raises_and_changes_nothing(note: dict[str, Any]) -> None:
+    rooms = Shared()
+    rooms.up()
+    before = rooms.manager.listing()
+    with pytest.raises((KeyError, ValueError, TypeError)):
+        rooms.manager.peer("i1", note)
+    assert rooms.manager.listing() == before
+
+
 # -- the README --------------------------------------------------------------------------------------------------------
 def test_the_readme_documents_group_chats() -> None:
     import re
