@@ -5,6 +5,7 @@ rate. Use it to compare two versions of the component: the figures do not depend
 
     .venv/bin/python -m bench.component_cpu -n 50000 --window 50
     .venv/bin/python -m bench.component_cpu --repo ../other-checkout   # the same, another checkout's component
+    .venv/bin/python -m bench.component_cpu --rabbit-port 5672         # with the rabbit backend, to that broker
 
 Run it from the repository's root, as a module (it imports bench/bench.py and the tests' harness).
 """
@@ -90,6 +91,12 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, float]:
         f'[bot]\nurl = "http://127.0.0.1:{bot_port}/"\nmax_queued = 100000\n'
         f'[web]\nlisten = "127.0.0.1:{web_port}"\n'
     )
+    if args.rabbit_port:  # the rabbit backend on, publishing each message's two events to a broker on loopback
+        with config.open("a") as out:
+            out.write(
+                f'[outgoing_pools.rabbit.event_pusher.connection]\nhost = "127.0.0.1"\nport = {args.rabbit_port}\n'
+                "[event_pusher.rabbit]\nmax_queued = 200000\npresence_exchange = {}\nchat_msg_exchange = {}\n"
+            )
     env = {**os.environ, "PYTHONPATH": str(args.repo)}
     command = [sys.executable, "-m", "component", "--config", str(config), "--log-level", "WARNING"]
     if args.cprofile:
@@ -124,6 +131,7 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=50, help="messages in flight (default 50)")
     parser.add_argument("--repo", type=Path, default=HERE.parent, help="the checkout whose component runs")
     parser.add_argument("--cprofile", type=Path, help="run the component under cProfile, its stats written here")
+    parser.add_argument("--rabbit-port", type=int, help="turn the rabbit backend on, to a broker on this local port")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="xhc-cpu-") as tmp:
         result = asyncio.run(measure(args, Path(tmp)))

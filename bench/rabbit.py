@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.rabbit [--server prosody|ejabberd] [-n 3000] [--window 50] [--repeat 9]
                                      [--paths routed,stored,frozen] [--broker-erl-args "..."]
-                                     [--broker-sched normal|idle] [--out bench/results/rabbit.json]
+                                     [--broker-sched normal|idle] [--broker-cpus 1] [--out bench/results/rabbit.json]
 
 Run it from the repository's root, as a module: it imports bench/bench.py and the tests' harness (tests/harness/).
 
@@ -33,6 +33,8 @@ Everything shares the machine's cores, the broker included. The broker runs with
 shares its cores (tests/harness/rabbit.py, SHARED_CORES: one scheduler, no busy waiting; docs/deployment.md says
 why); `--broker-erl-args ""` runs it with Erlang's defaults instead. `--broker-sched idle` runs it at SCHED_IDLE,
 so that it takes a core only when the bot path leaves one idle (closer to a broker on a machine of its own).
+`taskset -c 0 .venv/bin/python -m bench.rabbit --broker-cpus 1` gives the bot path (both components, the server,
+the bot, the client) CPU 0 and the broker CPU 1, on both paths alike: a broker on a machine of its own.
 """
 
 from __future__ import annotations
@@ -221,6 +223,8 @@ async def run(
         "broker_erl_args": args.broker_erl_args,
         "broker_sched": args.broker_sched,
         "broker_nice": args.broker_nice,
+        "broker_cpus": sorted(args.broker_cpus or os.sched_getaffinity(0)),
+        "bot_path_cpus": sorted(os.sched_getaffinity(0)),
     }
     # the rounds during which nothing else on the machine took more than QUIET of a core on any path
     quiet = [r for r in rounds if all(r[name]["cores_busy_others"] <= QUIET for name in order)]
@@ -286,6 +290,14 @@ def main() -> int:
     )
     parser.add_argument("--broker-nice", type=int, default=0, help="and this nice level (default 0: as the rest)")
     parser.add_argument(
+        "--broker-cpus",
+        type=lambda text: {int(cpu) for cpu in text.split(",")},
+        default=None,
+        help="keep the broker on these CPUs, e.g. 1 (default: the CPUs this command may use, as the rest); with "
+        "`taskset -c 0` in front of the command, the bot path has CPU 0 and the broker CPU 1: a broker on a "
+        "machine of its own",
+    )
+    parser.add_argument(
         "--broker-erl-args",
         default=SHARED_CORES,
         help=f'the broker\'s Erlang VM flags (default "{SHARED_CORES}"; "" for Erlang\'s defaults)',
@@ -321,6 +333,8 @@ def main() -> int:
                     os.sched_setscheduler(thread_id, os.SCHED_IDLE, os.sched_param(0))
                 if args.broker_nice:
                     os.setpriority(os.PRIO_PROCESS, thread_id, args.broker_nice)
+                if args.broker_cpus:
+                    os.sched_setaffinity(thread_id, args.broker_cpus)
             for user, password in USERS.items():
                 server.register(user, password)
             bot_port = free_port()
