@@ -183,7 +183,9 @@ class RoomManager:
         self._stopped = True
         for m in self.memberships():
             m.cancel()
-            if m.state == "joined" and self._up:  # not a room held through another instance: it stays there
+            # alone, it leaves every room it is in or joining; with other instances, only those it holds: the
+            # occupant of a room held through another one (or perhaps joining through it) is theirs too
+            if self._up and (m.state == "joined" or (m.state == "joining" and self.share is None)):
                 self._send(protocol.leave(m.room, m.nick, m.real_jid))
                 self._tell(m, False)
             m.state, m.reason = "waiting", "the component stopped"

@@ -568,6 +568,16 @@ async def test_another_instance_holding_the_room_is_waited_on_and_its_leaving_st
     assert rooms.last().type != "unavailable"
 
 
+async def test_at_stop_an_instance_alone_leaves_a_room_it_is_joining_and_one_of_several_does_not() -> None:
+    alone, shared = Rooms(), Shared()
+    for rooms in (alone, shared):
+        rooms.up()
+        assert rooms.state()["state"] == "joining"
+        rooms.manager.stop()
+    assert alone.last().type == "unavailable"
+    assert shared.last().type != "unavailable"  # the occupant may be the one another instance holds
+
+
 async def test_a_note_for_a_room_held_here_changes_nothing() -> None:
     rooms = Shared()
     rooms.up()
