@@ -125,10 +125,11 @@ class App:
         if up:
             self.metrics.xmpp_connects.inc()
             self.outbox.stream_up()
-            self.rooms.stream_up()
             self.connected.set()
-            if self.route_check is not None:
-                self._probing = asyncio.create_task(self.route_check.run(self.stream.recycle))
+            if self.route_check is None:
+                self.rooms.stream_up()
+            else:  # the rooms are joined once the server routes to this connection, not on each one it does not
+                self._probing = asyncio.create_task(self.route_check.run(self.stream.recycle, self.rooms.stream_up))
         else:
             self.rooms.stream_down()
             self.connected.clear()

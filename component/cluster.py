@@ -339,8 +339,9 @@ class RouteCheck:
             self._back.set()
         return True
 
-    async def run(self, unrouted: Callable[[str], None]) -> None:
-        """Probe this connection until it proves unrouted (then `unrouted(why)` and return) or is cancelled."""
+    async def run(self, unrouted: Callable[[str], None], routed: Callable[[], None] | None = None) -> None:
+        """Probe this connection until it proves unrouted (then `unrouted(why)` and return) or is cancelled;
+        `routed()` is called when its first round comes back."""
         misses = 0
         while True:
             if await self._round():
@@ -348,6 +349,8 @@ class RouteCheck:
                 if not self.routed:
                     self.routed = True
                     self._metrics.xmpp_routed.set(1)
+                    if routed is not None:
+                        routed()
                     if self._said:
                         self._said = False
                         log.info("the XMPP server routes this domain's stanzas to this connection again")

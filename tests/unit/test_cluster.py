@@ -106,10 +106,12 @@ async def test_a_round_sends_probes_from_many_bare_jids_of_the_domain_to_the_dom
     server = Server(check, lambda i: i % 3 == 1)  # a third of them come back: this connection holds one of 3 slots
     check._send_text = server.send_text
     unrouted: list[str] = []
-    task = asyncio.create_task(check.run(unrouted.append))
+    routed: list[bool] = []
+    task = asyncio.create_task(check.run(unrouted.append, lambda: routed.append(True)))
     await asyncio.sleep(0.1)
     task.cancel()
     assert unrouted == [] and check.routed
+    assert routed == [True]  # once, at the first round back (the rooms are joined then)
     assert metrics.registry.get_sample_value("component_xmpp_routed") == 1
     assert len(server.rounds) >= 2
     first = server.rounds[0]
