@@ -147,6 +147,7 @@ class ComponentStream(ComponentXMPP):
         failures = 0
         standing_by = False  # refused with `conflict` since the last other outcome: logged once, at INFO
         recycled = ""  # the stream was closed by `recycle`: its next connect is logged at DEBUG
+        self._recycling = ""
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
