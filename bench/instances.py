@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ from bench.bench import (
     stop_all,
     wait_port,
 )
-from tests.harness.clients import login
+from tests.harness.clients import log_out, login
 from tests.harness.parts import COMPONENT, SECRET
 from tests.harness.processes import ComponentProcess, write_config
 from tests.harness.servers import EjabberdServer, free_port, start_ejabberd
@@ -177,12 +176,7 @@ async def one_k(
         result["load_average_before"] = round(load, 2)
         return result
     finally:
-        waits = [driver.disconnected for driver in drivers]
-        for driver in drivers:
-            driver.disconnect(wait=0.5)
-        for waiting in waits:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(waiting, 2)
+        await log_out(drivers)
         for proc in instances:
             if proc.proc is not None and proc.proc.returncode is None:
                 await proc.stop(signal.SIGTERM)

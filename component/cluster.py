@@ -329,13 +329,14 @@ class RouteCheck:
         self._nonce = ""
         self._back: asyncio.Event | None = None
         self.routed = False  # until a probe of this connection came back
+        metrics.xmpp_routed.set_function(lambda: int(self.routed))
         self._said = False  # the unrouted state is logged once until the connection is routed again
 
     def take(self, stanza: Stanza) -> bool:
         """True when `stanza` is a probe (this instance's or another's): it goes no further."""
         if stanza.to != self.target:
             return False
-        if self._back is not None and self._nonce and (stanza.id or "").startswith(self._nonce):
+        if self._back is not None and (stanza.id or "").startswith(self._nonce):
             self._back.set()
         return True
 
@@ -348,7 +349,6 @@ class RouteCheck:
                 misses = 0
                 if not self.routed:
                     self.routed = True
-                    self._metrics.xmpp_routed.set(1)
                     if routed is not None:
                         routed()
                     if self._said:
@@ -363,7 +363,6 @@ class RouteCheck:
                    "nothing to this connection (every balancing slot of the domain is held, one of them perhaps by a "
                    "hung instance's connection)")  # fmt: skip
             self.routed = False
-            self._metrics.xmpp_routed.set(0)
             self._metrics.unrouted_reconnects.inc()
             if not self._said:
                 self._said = True
@@ -392,4 +391,3 @@ class RouteCheck:
 
     def stream_down(self) -> None:
         self.routed = False
-        self._metrics.xmpp_routed.set(0)

@@ -18,6 +18,7 @@ error stanzas a failing bot would send to an occupant (Prosody kicks an occupant
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import xml.etree.ElementTree as ET
@@ -213,19 +214,29 @@ class RoomManager:
         """Have `bot` sit in `room` (kept across restarts when there is a state dir); True when it is new.
         RoomError when the room or the bot cannot be, or the room is in the config file."""
         room, bot = self.check_room(room), self.check_bot(bot)
+        wanted = Wanted(room, bot, nick or bot, password, history, "api")
         existing = self.find(room, bot)
+        if self._adopt(wanted, "its settings changed"):
+            self._share_put(wanted)
+        return existing is None
+
+    def _adopt(self, wanted: Wanted, why: str, leave: bool = True) -> bool:
+        """Have `wanted` (added through the API or an invitation, here or on another instance) replace what this bot
+        had in this room, leaving it for `why` when it changed; True unless it was there already. RoomError when
+        the room is in the config file, or one room too many."""
+        existing = self.find(wanted.room, wanted.bot)
         if existing is not None and existing.wanted.source == "config":
-            raise RoomError(f"{bot} sits in {room} by the config file ([[rooms.join]]): change it there", 409)
+            raise RoomError(
+                f"{wanted.bot} sits in {wanted.room} by the config file ([[rooms.join]]): change it there", 409
+            )
         if existing is None and self._count_added() >= MAX_ROOMS:
             raise RoomError(f"already {MAX_ROOMS} rooms added through the API or invitations", 409)
-        wanted = Wanted(room, bot, nick or bot, password, history, "api")
         if existing is not None:
             if existing.wanted == wanted:
                 return False
-            self._remove(existing, "its settings changed")
+            self._remove(existing, why, leave)
         self._put(wanted)
-        self._share_put(wanted)
-        return existing is None
+        return True
 
     def remove(self, room: str, bot: str | None) -> list[str]:
         """Have the bots leave `room` (`bot`, or the only one there); the bots that left. RoomError when none is
@@ -242,9 +253,7 @@ class RoomManager:
             raise RoomError(f"{bot} is not in {room}", 404)
         if m.wanted.source == "config":
             raise RoomError(f"{bot} sits in {room} by the config file ([[rooms.join]]): remove it there", 409)
-        self._remove(m, "removed through the API")
-        if self._store is not None:
-            self._store.delete(room, bot)
+        self._forget(m, "removed through the API")
         if self.share is not None:
             self.share({"t": "delete", "room": room, "bot": bot})
         return [bot]
@@ -308,6 +317,12 @@ class RoomManager:
         if self._up and not self._stopped:
             self._join(m)
         return m
+
+    def _forget(self, m: Membership, why: str, leave: bool = True) -> None:
+        """`_remove`, and out of the kept rooms too."""
+        self._remove(m, why, leave)
+        if self._store is not None:
+            self._store.delete(m.room, m.bot)
 
     def _remove(self, m: Membership, why: str, leave: bool = True) -> None:
         m.cancel()
@@ -637,20 +652,13 @@ class RoomManager:
         elif kind == "put":
             source = str(note["source"])
             wanted = Wanted(room, bot, str(note["nick"]) or bot, str(note["password"]), int(note["history"]), source)
-            if source not in ("api", "invite") or self._stopped or (m is not None and m.wanted.source == "config"):
+            if source not in ("api", "invite") or self._stopped:
                 return
-            if m is not None:
-                if m.wanted == wanted:
-                    return
-                self._remove(m, f"its settings changed on instance {instance}", leave=False)
-            elif self._count_added() >= MAX_ROOMS:
-                return
-            log.info("%s in %s: added on instance %s", bot, room, instance)
-            self._put(wanted)
+            with contextlib.suppress(RoomError):  # a room of the config file here, or one too many: left as it is
+                if self._adopt(wanted, f"its settings changed on instance {instance}", leave=False):
+                    log.info("%s in %s: added on instance %s", bot, room, instance)
         elif kind == "delete" and m is not None and m.wanted.source != "config":
-            self._remove(m, f"removed on instance {instance}", leave=False)
-            if self._store is not None:
-                self._store.delete(room, bot)
+            self._forget(m, f"removed on instance {instance}", leave=False)
 
     def _held_elsewhere(self, m: Membership, instance: str, joined: bool) -> None:
         if not joined:

@@ -5,7 +5,7 @@ one way to log a user in. Needs slixmpp only (not the component), so the benchma
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import NamedTuple, Protocol, TypeVar, overload
 
@@ -151,6 +151,18 @@ async def login(
         client.abort()
         raise
     return client
+
+
+async def log_out(clients: Iterable[ClientXMPP]) -> None:
+    """Disconnect every client, and wait (a little) for each to be gone."""
+    clients = list(clients)
+    # slixmpp replaces `disconnected` with a new future once a disconnect completes: take them first
+    waits = [client.disconnected for client in clients]
+    for client in clients:
+        client.disconnect(wait=0.5)
+    for waiting in waits:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(waiting, 2)
 
 
 async def _become_available(client: PlainClient) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from contextlib import suppress
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from component.app import App
 from component.metrics import Metrics
 from component.xmpp import Backoff
-from tests.harness.clients import WAIT, Client, login
+from tests.harness.clients import WAIT, Client, log_out, login
 from tests.harness.parts import (
     FAST,
     SERVERS,
@@ -89,10 +88,4 @@ async def connect(server: XmppServer) -> AsyncIterator[ConnectClient]:
         return client
 
     yield connect_
-    # slixmpp replaces `disconnected` with a new future once a disconnect completes: take them first.
-    waits = [client.disconnected for client in clients]
-    for client in clients:
-        client.disconnect(wait=0.5)
-    for waiting in waits:
-        with suppress(TimeoutError):
-            await asyncio.wait_for(waiting, 2)
+    await log_out(clients)

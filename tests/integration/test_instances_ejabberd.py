@@ -16,7 +16,6 @@ import re
 import secrets
 import signal
 from collections.abc import AsyncIterator, Iterator
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from component.cluster import Slots
 from component.config.sections import InstanceSection
 from component.metrics import Metrics
 from tests.harness import muc
-from tests.harness.clients import WAIT, Client, login
+from tests.harness.clients import WAIT, Client, log_out, login
 from tests.harness.parts import COMPONENT, SECRET, Bot, echo
 from tests.harness.processes import ComponentProcess, write_config
 from tests.harness.rabbit import RabbitServer, start_rabbit
@@ -139,12 +138,7 @@ async def test_three_instances_share_the_domain_and_keep_each_conversation_in_or
                     got.append(REPLY.fullmatch(msg["body"])[1])  # type: ignore[index]
             assert got == [f"{client.boundjid.user} {i}" for i in range(MESSAGES)]  # every reply, in order
     finally:
-        waits = [client.disconnected for client in clients]
-        for client in clients:
-            client.disconnect(wait=0.5)
-        for waiting in waits:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(waiting, 2)
+        await log_out(clients)
 
     assert set(served) == {f"{user}@{balanced.domain}" for user in users}
     assert all(len(by) == 1 for by in served.values()), served  # each sender on one instance only
@@ -293,12 +287,7 @@ async def test_a_spare_takes_the_slot_of_a_killed_instance_under_load(
         assert taken is not None
         taken_at = await asyncio.wait_for(taken, WAIT)
     finally:
-        waits = [client.disconnected for client in clients]
-        for client in clients:
-            client.disconnect(wait=0.5)
-        for waiting in waits:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(waiting, 2)
+        await log_out(clients)
         for proc in procs:
             await proc.close()
         await bot.stop()
@@ -380,12 +369,7 @@ async def test_an_iq_sent_on_one_instance_gets_its_answer_through_another(
         for n in range(INSTANCES):  # each answer reached the instance owning its sender, not the one that asked
             assert iqs[n] == sum(1 for o in owner.values() if o == str(n))
     finally:
-        waits = [client.disconnected for client in clients]
-        for client in clients:
-            client.disconnect(wait=0.5)
-        for waiting in waits:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(waiting, 2)
+        await log_out(clients)
         for proc in procs:
             await proc.close()
         await bot.stop()
@@ -424,12 +408,7 @@ async def test_after_the_broker_drops_every_lock_each_slot_is_served_again(
             await proc.wait_up()
         await everyone_answered("after")  # each former holder closed its stream, then took a slot and reconnected
     finally:
-        waits = [client.disconnected for client in clients]
-        for client in clients:
-            client.disconnect(wait=0.5)
-        for waiting in waits:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(waiting, 2)
+        await log_out(clients)
         for proc in procs:
             await proc.close()
         await bot.stop()
@@ -519,12 +498,7 @@ async def test_a_spare_serves_the_slot_of_a_hung_instance_once_ejabberd_lets_it_
     finally:
         if victim.proc is not None and victim.proc.returncode is None:
             victim.proc.send_signal(signal.SIGCONT)
-        waits = [client.disconnected for client in clients]
-        for client in clients:
-            client.disconnect(wait=0.5)
-        for waiting in waits:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(waiting, 2)
+        await log_out(clients)
         for proc in procs:
             await proc.close()
         await bot.stop()
@@ -623,9 +597,7 @@ async def test_a_room_is_held_by_the_instance_that_gets_its_stanzas_and_the_othe
         assert served.count(str(INSTANCES)) == 1
     finally:
         if alice is not None:
-            alice.disconnect(wait=0.5)
-            with suppress(TimeoutError):
-                await asyncio.wait_for(alice.disconnected, 2)
+            await log_out([alice])
         for proc in procs:
             await proc.close()
         await bot.stop()
